@@ -1,0 +1,99 @@
+"""python -m jaxzoo {list,convert,check} ..."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def cmd_list(args) -> int:
+    import jax
+    import jax.numpy as jnp
+
+    import jaxzoo
+
+    print(f"{'model':<22} {'parameters':>12}  {'input':>5}  torchvision counterpart")
+    for name in jaxzoo.list_models():
+        spec = jaxzoo.get_spec(name)
+        model = jaxzoo.create_model(name)
+        size = max(spec.min_size, 32)
+        shapes = jax.eval_shape(lambda: model.init(
+            jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)), train=False))
+        count = sum(x.size for x in jax.tree.leaves(shapes["params"]))
+        counterpart = f"torchvision.models.{spec.torchvision}" if spec.torchvision else "-"
+        print(f"{name:<22} {count:>12,}  {spec.default_size:>5}  {counterpart}")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from jaxzoo import convert
+    from jaxzoo.weights import save_weights
+
+    variables, report = convert.load_torch(args.model, args.weights, num_classes=args.num_classes,
+                                           strict=not args.non_strict)
+    num_classes = convert.num_classes_of(args.model, variables)
+    out = save_weights(args.out, args.model, variables, num_classes=num_classes,
+                       source=os.path.abspath(args.weights))
+    print(f"converted {args.weights} -> {out} ({args.model}, {num_classes} classes): {report}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    import torch
+
+    from jaxzoo.convert import parity
+
+    torch.set_num_threads(args.threads)
+    result = parity.check(args.model, args.weights, size=args.size, batch=args.batch, seed=args.seed)
+    source = args.weights or "random weights, randomized BatchNorm statistics"
+    print(f"{args.model} vs torchvision.models.{args.model} ({source}), "
+          f"{args.batch} inputs of {args.size or 'default'} px:")
+    print(f"  max abs logit difference  {result.max_abs_diff:.3e}")
+    print(f"  logit scale (max |torch|)  {result.logit_scale:.3e}")
+    print(f"  relative difference        {result.relative_diff:.3e}  (tolerance 1e-4)")
+    print(f"  top-1 agreement            {result.top1_agreement:.0%}")
+    print("PASS" if result.ok() else "FAIL")
+    return 0 if result.ok() else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m jaxzoo", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="models with parameter counts and torchvision counterparts")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("convert", help="torchvision .pth -> jaxzoo weights directory (orbax)")
+    p.add_argument("model")
+    p.add_argument("weights", help="a torchvision state dict (.pth or .safetensors)")
+    p.add_argument("--out", required=True, help="directory to create")
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="re-initialize the classifier for this many classes")
+    p.add_argument("--non-strict", action="store_true",
+                   help="load the keys that match and initialize the rest")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("check", help="logits parity against torchvision")
+    p.add_argument("model")
+    p.add_argument("--weights", default=None, help="a torchvision state dict; default: random")
+    p.add_argument("--size", type=int, default=None, help="input side in pixels")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

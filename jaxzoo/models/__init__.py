@@ -1,0 +1,5 @@
+"""The model zoo. Importing a family module registers its models."""
+from jaxzoo.models import resnet  # noqa: F401  (registers the ResNet family)
+from jaxzoo.models.registry import ModelSpec, create_model, get_spec, list_models
+
+__all__ = ["ModelSpec", "create_model", "get_spec", "list_models"]

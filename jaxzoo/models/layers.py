@@ -1,0 +1,222 @@
+"""Layers shared by every model family, written to reproduce PyTorch's numerics exactly.
+
+The rules (see DESIGN.md, "Numerics rules"): explicit symmetric padding, PyTorch's ceil-mode and
+adaptive pooling windows, BatchNorm that normalizes with the biased batch variance but stores the
+unbiased one, torchvision's initializers.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+from jax import lax
+
+Dtype = Any
+
+# torchvision's initializers, in flax terms.
+# nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu"): N(0, 2 / fan_out), not truncated.
+kaiming_normal_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+# torch's default for Conv2d and Linear weights, kaiming_uniform_(a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+torch_default_kernel = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def _pair(v: int | Sequence[int]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)  # type: ignore[return-value]
+
+
+def conv(
+    features: int,
+    kernel_size: int | Sequence[int],
+    stride: int | Sequence[int] = 1,
+    padding: int | Sequence[int] | None = None,
+    *,
+    groups: int = 1,
+    dilation: int = 1,
+    use_bias: bool = False,
+    dtype: Dtype = jnp.float32,
+    kernel_init=kaiming_normal_fan_out,
+    bias_init=nn.initializers.zeros,
+    name: str | None = None,
+) -> nn.Conv:
+    """An ``nn.Conv`` configured like ``torch.nn.Conv2d``.
+
+    ``padding`` is PyTorch's: an int or (pad_h, pad_w), applied symmetrically. The default is
+    ``dilation * (k - 1) // 2`` per side, which keeps the size for odd kernels at stride 1. Flax's
+    'SAME' is never used: at stride 2 it pads bottom/right only, which shifts every feature map by
+    half a pixel against torchvision's weights.
+    """
+    kh, kw = _pair(kernel_size)
+    if padding is None:
+        padding = (dilation * (kh - 1) // 2, dilation * (kw - 1) // 2)
+    ph, pw = _pair(padding)
+    return nn.Conv(
+        features,
+        (kh, kw),
+        strides=_pair(stride),
+        padding=((ph, ph), (pw, pw)),
+        kernel_dilation=(dilation, dilation),
+        feature_group_count=groups,
+        use_bias=use_bias,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        kernel_init=kernel_init,
+        bias_init=bias_init,
+        name=name,
+    )
+
+
+def dense(features: int, *, dtype: Dtype = jnp.float32, kernel_init=torch_default_kernel,
+          bias_init=nn.initializers.zeros, name: str | None = None) -> nn.Dense:
+    """An ``nn.Dense`` with torch.nn.Linear's default weight initializer."""
+    return nn.Dense(features, dtype=dtype, param_dtype=jnp.float32, kernel_init=kernel_init,
+                    bias_init=bias_init, name=name)
+
+
+class BatchNorm(nn.Module):
+    """``torch.nn.BatchNorm2d`` in flax terms.
+
+    Parameters ``scale``/``bias`` and running statistics ``mean``/``var`` (collection
+    ``batch_stats``) map one to one onto torch's ``weight``/``bias``/``running_mean``/``running_var``.
+
+    ``momentum`` follows flax's convention, ``running = momentum * running + (1 - momentum) * batch``,
+    so torch's default 0.1 is 0.9 here and MobileNetV3's 0.01 is 0.99.
+
+    In train mode the batch is normalized with the biased variance, but the running variance is
+    updated with the unbiased one (times n / (n - 1)), as torch does; flax's own BatchNorm stores the
+    biased variance and so drifts from torch after every step. With ``axis_name`` the statistics are
+    averaged over that mapped axis (synchronized BatchNorm under shard_map).
+    """
+
+    momentum: float = 0.9
+    epsilon: float = 1e-5
+    dtype: Dtype = jnp.float32
+    axis_name: str | None = None
+    scale_init: Any = nn.initializers.ones
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        features = x.shape[-1]
+        scale = self.param("scale", self.scale_init, (features,), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
+        running_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
+        running_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
+
+        if train:
+            x32 = x.astype(jnp.float32)
+            axes = tuple(range(x.ndim - 1))
+            count = x.size // features
+            mean = x32.mean(axes)
+            if self.axis_name is not None:
+                mean = lax.pmean(mean, self.axis_name)
+            # Two-pass variance around the (global) mean: exact where E[x^2] - E[x]^2 cancels.
+            var = jnp.square(x32 - mean).mean(axes)
+            if self.axis_name is not None:
+                var = lax.pmean(var, self.axis_name)
+                count = count * lax.psum(1, self.axis_name)
+            if not self.is_initializing():
+                unbiased_var = var * (count / jnp.maximum(count - 1, 1))
+                m = self.momentum
+                running_mean.value = m * running_mean.value + (1.0 - m) * mean
+                running_var.value = m * running_var.value + (1.0 - m) * unbiased_var
+        else:
+            mean, var = running_mean.value, running_var.value
+
+        multiplier = scale * lax.rsqrt(var + self.epsilon)
+        offset = bias - mean * multiplier
+        return x.astype(self.dtype) * multiplier.astype(self.dtype) + offset.astype(self.dtype)
+
+
+def max_pool(x: jax.Array, kernel_size: int, stride: int, padding: int = 0,
+             ceil_mode: bool = False) -> jax.Array:
+    """``torch.nn.MaxPool2d(kernel_size, stride, padding, ceil_mode)`` on NHWC input.
+
+    Padding is -inf, as in torch. With ``ceil_mode`` the output has
+    ``ceil((n + 2p - k) / s) + 1`` positions, less one if the last window would start in the
+    right/bottom padding (torch's rule); the windows that hang over the edge get extra -inf padding.
+    """
+    pads = []
+    for n in x.shape[1:3]:
+        span = n + 2 * padding - kernel_size
+        if ceil_mode:
+            out = -(-span // stride) + 1
+            if (out - 1) * stride >= n + padding:
+                out -= 1
+        else:
+            out = span // stride + 1
+        extra = (out - 1) * stride + kernel_size - (n + 2 * padding)
+        pads.append((padding, padding + max(extra, 0)))
+    return nn.max_pool(x, (kernel_size, kernel_size), (stride, stride), padding=pads)
+
+
+def avg_pool(x: jax.Array, kernel_size: int, stride: int, padding: int = 0) -> jax.Array:
+    """``torch.nn.functional.avg_pool2d`` with its default ``count_include_pad=True``."""
+    return nn.avg_pool(x, (kernel_size, kernel_size), (stride, stride),
+                       padding=((padding, padding), (padding, padding)), count_include_pad=True)
+
+
+def _adaptive_pool_matrix(n_in: int, n_out: int) -> np.ndarray:
+    # torch's AdaptiveAvgPool2d window i covers [floor(i*n_in/n_out), ceil((i+1)*n_in/n_out)).
+    m = np.zeros((n_out, n_in), np.float32)
+    for i in range(n_out):
+        start = (i * n_in) // n_out
+        end = -(-((i + 1) * n_in) // n_out)
+        m[i, start:end] = 1.0 / (end - start)
+    return m
+
+
+def adaptive_avg_pool(x: jax.Array, output_size: int | Sequence[int]) -> jax.Array:
+    """``torch.nn.AdaptiveAvgPool2d(output_size)`` on NHWC input (windows may overlap)."""
+    oh, ow = _pair(output_size)
+    _, h, w, _ = x.shape
+    if (oh, ow) == (1, 1):
+        return x.mean(axis=(1, 2), keepdims=True)
+    ph = jnp.asarray(_adaptive_pool_matrix(h, oh), x.dtype)
+    pw = jnp.asarray(_adaptive_pool_matrix(w, ow), x.dtype)
+    return jnp.einsum("nhwc,ih,jw->nijc", x, ph, pw)
+
+
+def global_avg_pool(x: jax.Array) -> jax.Array:
+    """Mean over height and width: (N, H, W, C) -> (N, C)."""
+    return x.mean(axis=(1, 2))
+
+
+def make_divisible(v: float, divisor: int, min_value: int | None = None) -> int:
+    """torchvision's ``_make_divisible``: round to the nearest multiple of ``divisor``, never
+    going below ``min_value`` (default ``divisor``) nor more than 10% below ``v``."""
+    if min_value is None:
+        min_value = divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+def check_input(x: jax.Array, model_name: str, min_size: int) -> None:
+    """Raise a readable error for inputs the network cannot take (instead of an XLA shape dump)."""
+    shape = tuple(x.shape)
+    if len(shape) != 4 or shape[-1] != 3:
+        hint = ""
+        if len(shape) == 4 and shape[1] == 3:
+            hint = " It looks like NCHW (PyTorch's layout): transpose it with x.transpose(0, 2, 3, 1)."
+        elif len(shape) == 3:
+            hint = " Add a batch dimension: x[None]."
+        raise ValueError(
+            f"{model_name} expects a batch of RGB images in NHWC layout, shape (batch, height, "
+            f"width, 3); got shape {shape}.{hint}")
+    height, width = shape[1], shape[2]
+    if min(height, width) < min_size:
+        raise ValueError(
+            f"{model_name} needs inputs of at least {min_size}x{min_size} pixels; got "
+            f"{height}x{width}. Resize the images up (or use a model made for small inputs, such "
+            f"as resnet18_cifar or inception10).")
+
+
+relu6 = jax.nn.relu6
+# torch.nn.Hardsigmoid / Hardswish: relu6(x + 3) / 6 and x * relu6(x + 3) / 6
+# (not Keras 2's 0.2 * x + 0.5).
+hard_sigmoid = jax.nn.hard_sigmoid
+hard_swish = jax.nn.hard_swish
+

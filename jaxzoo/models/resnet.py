@@ -1,0 +1,160 @@
+"""ResNet, ResNeXt and Wide ResNet, mirroring ``torchvision.models.resnet``.
+
+Module names follow torchvision's attribute names (``conv1``, ``bn1``, ``layer1_0``,
+``downsample_0`` ...), so torchvision's ``layer1.0.downsample.0.weight`` is flax's
+``params/layer1_0/downsample_0/kernel``. Like torchvision (ResNet v1.5), a bottleneck block
+strides in its 3x3 convolution, not in the first 1x1.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from jaxzoo.models import layers
+from jaxzoo.models.registry import ModelSpec, register
+
+
+class BasicBlock(nn.Module):
+    planes: int
+    stride: int = 1
+    groups: int = 1
+    base_width: int = 64
+    zero_init_residual: bool = False
+    dtype: Any = jnp.float32
+    bn_axis_name: str | None = None
+
+    expansion = 1
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        if self.groups != 1 or self.base_width != 64:
+            raise ValueError("BasicBlock only supports groups=1 and base_width=64 (as torchvision)")
+        norm = functools.partial(layers.BatchNorm, dtype=self.dtype, axis_name=self.bn_axis_name)
+        conv = functools.partial(layers.conv, dtype=self.dtype)
+        last_scale = nn.initializers.zeros if self.zero_init_residual else nn.initializers.ones
+
+        out = conv(self.planes, 3, self.stride, name="conv1")(x)
+        out = nn.relu(norm(name="bn1")(out, train))
+        out = conv(self.planes, 3, name="conv2")(out)
+        out = norm(scale_init=last_scale, name="bn2")(out, train)
+        identity = x
+        if self.stride != 1 or x.shape[-1] != self.planes * self.expansion:
+            identity = conv(self.planes * self.expansion, 1, self.stride, name="downsample_0")(x)
+            identity = norm(name="downsample_1")(identity, train)
+        return nn.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    planes: int
+    stride: int = 1
+    groups: int = 1
+    base_width: int = 64
+    zero_init_residual: bool = False
+    dtype: Any = jnp.float32
+    bn_axis_name: str | None = None
+
+    expansion = 4
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        norm = functools.partial(layers.BatchNorm, dtype=self.dtype, axis_name=self.bn_axis_name)
+        conv = functools.partial(layers.conv, dtype=self.dtype)
+        last_scale = nn.initializers.zeros if self.zero_init_residual else nn.initializers.ones
+        width = int(self.planes * (self.base_width / 64.0)) * self.groups
+
+        out = conv(width, 1, name="conv1")(x)
+        out = nn.relu(norm(name="bn1")(out, train))
+        out = conv(width, 3, self.stride, groups=self.groups, name="conv2")(out)
+        out = nn.relu(norm(name="bn2")(out, train))
+        out = conv(self.planes * self.expansion, 1, name="conv3")(out)
+        out = norm(scale_init=last_scale, name="bn3")(out, train)
+        identity = x
+        if self.stride != 1 or x.shape[-1] != self.planes * self.expansion:
+            identity = conv(self.planes * self.expansion, 1, self.stride, name="downsample_0")(x)
+            identity = norm(name="downsample_1")(identity, train)
+        return nn.relu(out + identity)
+
+
+class ResNet(nn.Module):
+    """torchvision's ResNet. ``small_input=True`` swaps the 7x7/2 stem and max-pool for a 3x3/1
+    stem (the usual CIFAR-10 variant for 32x32 images)."""
+
+    block: Any
+    stage_sizes: Sequence[int]
+    num_classes: int = 1000
+    groups: int = 1
+    width_per_group: int = 64
+    zero_init_residual: bool = False
+    small_input: bool = False
+    dtype: Any = jnp.float32
+    bn_axis_name: str | None = None
+    arch: str = "resnet"
+    min_size: int = 32
+
+    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
+        """Pooled features before the classifier, shape (N, 512 * block.expansion)."""
+        return self(x, train, features_only=True)
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False, *, features_only: bool = False):
+        layers.check_input(x, self.arch, self.min_size)
+        norm = functools.partial(layers.BatchNorm, dtype=self.dtype, axis_name=self.bn_axis_name)
+        x = x.astype(self.dtype)
+        if self.small_input:
+            x = layers.conv(64, 3, 1, dtype=self.dtype, name="conv1")(x)
+            x = nn.relu(norm(name="bn1")(x, train))
+        else:
+            x = layers.conv(64, 7, 2, dtype=self.dtype, name="conv1")(x)
+            x = nn.relu(norm(name="bn1")(x, train))
+            x = layers.max_pool(x, 3, 2, padding=1)
+
+        for stage, num_blocks in enumerate(self.stage_sizes):
+            planes = 64 * 2**stage
+            for i in range(num_blocks):
+                stride = 2 if stage > 0 and i == 0 else 1
+                x = self.block(planes, stride, groups=self.groups, base_width=self.width_per_group,
+                               zero_init_residual=self.zero_init_residual, dtype=self.dtype,
+                               bn_axis_name=self.bn_axis_name,
+                               name=f"layer{stage + 1}_{i}")(x, train)
+
+        x = layers.global_avg_pool(x)
+        if features_only:
+            return x
+        # torchvision: nn.Linear's default init for the classifier.
+        return layers.dense(self.num_classes, dtype=self.dtype, name="fc")(x)
+
+
+def _register(name, block, stage_sizes, *, groups=1, width_per_group=64, small_input=False,
+              torchvision=True, min_size=32, default_size=224, description=""):
+    def builder(num_classes=1000, dtype=jnp.float32, **kwargs):
+        return ResNet(block=block, stage_sizes=tuple(stage_sizes), num_classes=num_classes,
+                      groups=groups, width_per_group=width_per_group, small_input=small_input,
+                      dtype=dtype, arch=name, min_size=min_size, **kwargs)
+
+    register(ModelSpec(name=name, builder=builder, torchvision=name if torchvision else None,
+                       head=("fc",), default_size=default_size, min_size=min_size,
+                       description=description))
+
+
+_register("resnet18", BasicBlock, [2, 2, 2, 2], description="ResNet-18")
+_register("resnet34", BasicBlock, [3, 4, 6, 3], description="ResNet-34")
+_register("resnet50", Bottleneck, [3, 4, 6, 3], description="ResNet-50 (v1.5)")
+_register("resnet101", Bottleneck, [3, 4, 23, 3], description="ResNet-101 (v1.5)")
+_register("resnet152", Bottleneck, [3, 8, 36, 3], description="ResNet-152 (v1.5)")
+_register("resnext50_32x4d", Bottleneck, [3, 4, 6, 3], groups=32, width_per_group=4,
+          description="ResNeXt-50 32x4d")
+_register("resnext101_32x8d", Bottleneck, [3, 4, 23, 3], groups=32, width_per_group=8,
+          description="ResNeXt-101 32x8d")
+_register("resnext101_64x4d", Bottleneck, [3, 4, 23, 3], groups=64, width_per_group=4,
+          description="ResNeXt-101 64x4d")
+_register("wide_resnet50_2", Bottleneck, [3, 4, 6, 3], width_per_group=128,
+          description="Wide ResNet-50-2")
+_register("wide_resnet101_2", Bottleneck, [3, 4, 23, 3], width_per_group=128,
+          description="Wide ResNet-101-2")
+_register("resnet18_cifar", BasicBlock, [2, 2, 2, 2], small_input=True, torchvision=False,
+          min_size=8, default_size=32,
+          description="ResNet-18 for 32x32 inputs: 3x3 stem, no max-pool")

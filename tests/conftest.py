@@ -1,0 +1,67 @@
+"""Shared fixtures: CPU only, two torch threads, real photos from scikit-image, and one compiled
+forward function per model (compiling is the slow part on XLA:CPU, so tests share them)."""
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import functools
+
+import jax
+import numpy as np
+import pytest
+import torch
+
+from jaxzoo.convert import parity
+
+torch.set_num_threads(2)
+
+
+def _load_photos():
+    from skimage import data
+
+    return [data.chelsea(), data.astronaut(), data.coffee()]  # cat, person, coffee cup (RGB uint8)
+
+
+@functools.lru_cache(maxsize=None)
+def photo_batch(size: int, num_random: int = 2, seed: int = 0) -> np.ndarray:
+    """Real photos resized to ``size`` plus ``num_random`` Gaussian images, normalized NHWC float32."""
+    from PIL import Image
+
+    photos = [np.asarray(Image.fromarray(p).resize((size, size), Image.BILINEAR))
+              for p in _load_photos()]
+    real = parity.normalize(np.stack(photos))
+    noise = np.random.default_rng(seed).standard_normal((num_random, size, size, 3))
+    return np.concatenate([real, noise.astype(np.float32)])
+
+
+@pytest.fixture(scope="session")
+def photos():
+    return photo_batch
+
+
+def assert_parity(ours, theirs, what: str = "logits", tolerance: float = 1e-4):
+    result = parity.compare_outputs(ours, theirs)
+    assert result.relative_diff <= tolerance, f"{what}: {result}"
+    if np.asarray(theirs).ndim == 2 and np.asarray(theirs).shape[-1] > 1:
+        assert result.top1_agreement == 1.0, f"{what}: {result}"
+    return result
+
+
+@functools.lru_cache(maxsize=None)
+def compiled_apply(model, method: str | None = None, train: bool = False):
+    """One jitted ``model.apply`` per (model, method, train), shared by every test."""
+    def apply(variables, x, rngs=None):
+        kwargs = {"method": method} if method else {}
+        if train:
+            return model.apply(variables, x, train=True, mutable=["batch_stats"], rngs=rngs,
+                               **kwargs)
+        return model.apply(variables, x, train=False, **kwargs)
+
+    return jax.jit(apply)
+
+
+@pytest.fixture(autouse=True)
+def _highest_matmul_precision():
+    with jax.default_matmul_precision("highest"):
+        yield

@@ -1,0 +1,207 @@
+"""GoogLeNet (Inception v1), mirroring ``torchvision.models.googlenet``.
+
+This is torchvision's variant, not the paper's exact network: every convolution is a
+``BasicConv2d`` (conv without bias + BatchNorm with eps 1e-3 + ReLU), the max-pools use
+``ceil_mode=True``, and the "5x5" branch of each Inception block has a 3x3 kernel (kept by
+torchvision so that its weights load, pytorch/vision#906).
+
+Module names follow torchvision's attribute names (``conv1/conv``, ``inception3a/branch2_0/conv``,
+``aux1/fc1`` ...), so torchvision's ``inception3a.branch2.0.conv.weight`` is flax's
+``params/inception3a/branch2_0/conv/kernel``.
+
+torchvision's pretrained weights expect ``transform_input=True`` (``googlenet(weights=...)`` sets
+it); ``googlenet(weights=None)`` builds ``transform_input=False, aux_logits=True``, as do the
+defaults here.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+
+from jaxzoo.models import layers
+from jaxzoo.models.registry import ModelSpec, register
+
+MIN_SIZE = 15  # below this, maxpool3's ceil-mode window has no input left (as in torchvision)
+
+
+def trunc_normal(std: float):
+    """torch.nn.init.trunc_normal_(w, std=std, a=-2, b=2): the bounds are absolute values, not
+    multiples of std."""
+    return nn.initializers.truncated_normal(std, lower=-2.0 / std, upper=2.0 / std)
+
+
+def transform_input(x: jax.Array) -> jax.Array:
+    """torchvision's ``_transform_input``: re-normalize ImageNet-normalized input (mean/std per
+    channel) to the ``(x - 0.5) / 0.5`` convention the ported Google weights were trained with."""
+    mean = np.array([0.485, 0.456, 0.406])
+    std = np.array([0.229, 0.224, 0.225])
+    scale = jnp.asarray(std / 0.5, x.dtype)
+    shift = jnp.asarray((mean - 0.5) / 0.5, x.dtype)
+    return x * scale + shift
+
+
+def flatten_nchw(x: jax.Array) -> jax.Array:
+    """``torch.flatten(x, 1)`` of the NCHW tensor: channel-major order, which the torch Linear
+    weights that follow expect."""
+    return x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1)
+
+
+class BasicConv2d(nn.Module):
+    """torchvision's BasicConv2d: Conv2d(bias=False) + BatchNorm2d(eps=0.001) + ReLU.
+    ``padding`` is torch's (default 0)."""
+
+    features: int
+    kernel_size: int | Sequence[int]
+    stride: int = 1
+    padding: int | Sequence[int] = 0
+    dtype: Any = jnp.float32
+    bn_axis_name: str | None = None
+    kernel_init: Any = layers.kaiming_normal_fan_out
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        x = layers.conv(self.features, self.kernel_size, self.stride, self.padding,
+                        dtype=self.dtype, kernel_init=self.kernel_init, name="conv")(x)
+        x = layers.BatchNorm(epsilon=1e-3, dtype=self.dtype, axis_name=self.bn_axis_name,
+                             name="bn")(x, train)
+        return nn.relu(x)
+
+
+class Inception(nn.Module):
+    ch1x1: int
+    ch3x3red: int
+    ch3x3: int
+    ch5x5red: int
+    ch5x5: int
+    pool_proj: int
+    dtype: Any = jnp.float32
+    bn_axis_name: str | None = None
+    kernel_init: Any = layers.kaiming_normal_fan_out
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        conv = functools.partial(BasicConv2d, dtype=self.dtype, bn_axis_name=self.bn_axis_name,
+                                 kernel_init=self.kernel_init)
+        branch1 = conv(self.ch1x1, 1, name="branch1")(x, train)
+
+        branch2 = conv(self.ch3x3red, 1, name="branch2_0")(x, train)
+        branch2 = conv(self.ch3x3, 3, padding=1, name="branch2_1")(branch2, train)
+
+        branch3 = conv(self.ch5x5red, 1, name="branch3_0")(x, train)
+        # 3x3, not the paper's 5x5: torchvision's known deviation, kept for its weights.
+        branch3 = conv(self.ch5x5, 3, padding=1, name="branch3_1")(branch3, train)
+
+        branch4 = layers.max_pool(x, 3, 1, padding=1, ceil_mode=True)
+        branch4 = conv(self.pool_proj, 1, name="branch4_1")(branch4, train)
+        return jnp.concatenate([branch1, branch2, branch3, branch4], axis=-1)
+
+
+class InceptionAux(nn.Module):
+    """Auxiliary classifier: adaptive average pool to 4x4 (torch's windows: 14x14 -> 4x4 overlaps),
+    1x1 conv to 128, fc 2048 -> 1024, ReLU, dropout, fc."""
+
+    num_classes: int
+    dropout: float = 0.7
+    dtype: Any = jnp.float32
+    bn_axis_name: str | None = None
+    kernel_init: Any = layers.kaiming_normal_fan_out
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        x = layers.adaptive_avg_pool(x, (4, 4))
+        x = BasicConv2d(128, 1, dtype=self.dtype, bn_axis_name=self.bn_axis_name,
+                        kernel_init=self.kernel_init, name="conv")(x, train)
+        x = flatten_nchw(x)
+        x = nn.relu(layers.dense(1024, dtype=self.dtype, kernel_init=self.kernel_init,
+                                 name="fc1")(x))
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        return layers.dense(self.num_classes, dtype=self.dtype, kernel_init=self.kernel_init,
+                            name="fc2")(x)
+
+
+class GoogLeNet(nn.Module):
+    """torchvision's GoogLeNet.
+
+    Train mode with ``aux_logits`` returns ``(logits, aux2, aux1)`` (torchvision's order; the
+    paper's loss is ``loss + 0.3 * (aux1 + aux2)``); eval mode returns the logits. ``dropout`` is
+    the main classifier's (torchvision 0.2, the paper 0.4), ``dropout_aux`` the auxiliary heads'.
+    Dropout draws from the ``"dropout"`` rng.
+    """
+
+    num_classes: int = 1000
+    aux_logits: bool = True
+    transform_input: bool = False
+    dropout: float = 0.2
+    dropout_aux: float = 0.7
+    dtype: Any = jnp.float32
+    bn_axis_name: str | None = None
+
+    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
+        """Pooled features before dropout and the classifier, shape (N, 1024)."""
+        return self(x, train, features_only=True)
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False, *, features_only: bool = False):
+        layers.check_input(x, "googlenet", MIN_SIZE)
+        # torchvision's init_weights=True: trunc_normal_(std=0.01) for every conv and linear weight.
+        init = trunc_normal(0.01)
+        conv = functools.partial(BasicConv2d, dtype=self.dtype, bn_axis_name=self.bn_axis_name,
+                                 kernel_init=init)
+        block = functools.partial(Inception, dtype=self.dtype, bn_axis_name=self.bn_axis_name,
+                                  kernel_init=init)
+        aux = functools.partial(InceptionAux, self.num_classes, self.dropout_aux, dtype=self.dtype,
+                                bn_axis_name=self.bn_axis_name, kernel_init=init)
+        # The auxiliary heads run in train mode only, but their parameters exist in eval mode too
+        # (they are in torchvision's state dict), so they also run when initializing.
+        run_aux = self.aux_logits and (train or self.is_initializing()) and not features_only
+
+        x = x.astype(self.dtype)
+        if self.transform_input:
+            x = transform_input(x)
+        x = conv(64, 7, 2, 3, name="conv1")(x, train)
+        x = layers.max_pool(x, 3, 2, ceil_mode=True)
+        x = conv(64, 1, name="conv2")(x, train)
+        x = conv(192, 3, padding=1, name="conv3")(x, train)
+        x = layers.max_pool(x, 3, 2, ceil_mode=True)
+
+        x = block(64, 96, 128, 16, 32, 32, name="inception3a")(x, train)
+        x = block(128, 128, 192, 32, 96, 64, name="inception3b")(x, train)
+        x = layers.max_pool(x, 3, 2, ceil_mode=True)
+
+        x = block(192, 96, 208, 16, 48, 64, name="inception4a")(x, train)
+        aux1 = aux(name="aux1")(x, train) if run_aux else None
+        x = block(160, 112, 224, 24, 64, 64, name="inception4b")(x, train)
+        x = block(128, 128, 256, 24, 64, 64, name="inception4c")(x, train)
+        x = block(112, 144, 288, 32, 64, 64, name="inception4d")(x, train)
+        aux2 = aux(name="aux2")(x, train) if run_aux else None
+        x = block(256, 160, 320, 32, 128, 128, name="inception4e")(x, train)
+        x = layers.max_pool(x, 2, 2, ceil_mode=True)
+
+        x = block(256, 160, 320, 32, 128, 128, name="inception5a")(x, train)
+        x = block(384, 192, 384, 48, 128, 128, name="inception5b")(x, train)
+
+        x = layers.global_avg_pool(x)
+        if features_only:
+            return x
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        logits = layers.dense(self.num_classes, dtype=self.dtype, kernel_init=init, name="fc")(x)
+        if train and self.aux_logits:
+            return logits, aux2, aux1
+        return logits
+
+
+def _builder(num_classes=1000, dtype=jnp.float32, **kwargs):
+    return GoogLeNet(num_classes=num_classes, dtype=dtype, **kwargs)
+
+
+register(ModelSpec(
+    name="googlenet", builder=_builder, torchvision="googlenet",
+    # What googlenet(weights=None) builds, without its FutureWarning about init_weights.
+    torch_kwargs={"aux_logits": True, "transform_input": False, "init_weights": True},
+    head=("fc", "aux1.fc2", "aux2.fc2"), default_size=224, min_size=MIN_SIZE,
+    description="GoogLeNet (Inception v1, torchvision's BatchNorm variant, auxiliary heads)"))

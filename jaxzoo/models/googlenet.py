@@ -201,7 +201,8 @@ def _builder(num_classes=1000, dtype=jnp.float32, **kwargs):
 
 register(ModelSpec(
     name="googlenet", builder=_builder, torchvision="googlenet",
-    # What googlenet(weights=None) builds, without its FutureWarning about init_weights.
-    torch_kwargs={"aux_logits": True, "transform_input": False, "init_weights": True},
+    # The network googlenet(weights=None) builds. init_weights=False skips torchvision's slow
+    # truncated-normal initialization (and its FutureWarning); weights are compared, not drawn.
+    torch_kwargs={"aux_logits": True, "transform_input": False, "init_weights": False},
     head=("fc", "aux1.fc2", "aux2.fc2"), default_size=224, min_size=MIN_SIZE,
     description="GoogLeNet (Inception v1, torchvision's BatchNorm variant, auxiliary heads)"))

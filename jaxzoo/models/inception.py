@@ -251,7 +251,9 @@ def _builder(num_classes=1000, dtype=jnp.float32, **kwargs):
 
 register(ModelSpec(
     name="inception_v3", builder=_builder, torchvision="inception_v3",
-    # What inception_v3(weights=None) builds, without its FutureWarning about init_weights.
+    # What inception_v3(weights=None) builds, without its FutureWarning about init_weights. Its
+    # std-0.1 initialization keeps the logits input-dependent with eval-mode BatchNorm (torch's
+    # default initialization does not), which the parity check needs to see the whole network.
     torch_kwargs={"aux_logits": True, "transform_input": False, "init_weights": True},
     head=("fc", "AuxLogits.fc"), default_size=299, min_size=MIN_SIZE, dotted_indices=False,
     description="Inception v3 (auxiliary head after Mixed_6e)"))

@@ -287,22 +287,24 @@ def test_every_batchnorm_synchronizes_over_bn_axis_name(name):
     assert sum(e.primitive.name == "psum" for e in jaxpr.jaxpr.eqns) == 2 * num_norms
 
 
-def test_v2_dropout_draws_from_the_dropout_rng_in_train_mode_only():
-    # A one-block MobileNetV2 (a custom inverted_residual_setting) compiles in a moment.
-    model = jaxzoo.create_model("mobilenet_v2", num_classes=4, width_mult=0.5,
-                                inverted_residual_setting=((1, 16, 1, 1),))
-    x = jnp.asarray(photo_batch(32)[:2])
-    variables = jax.jit(lambda r: model.init(r, x))(jax.random.PRNGKey(0))
+def test_v2_custom_setting_matches_torchvision_and_dropout_draws_from_the_dropout_rng():
+    """A one-block MobileNetV2 (torchvision's inverted_residual_setting argument): eval-mode
+    parity, and in train mode the classifier's dropout follows the "dropout" rng."""
+    kwargs = {"width_mult": 0.5, "inverted_residual_setting": ((1, 16, 1, 1),)}
+    torch_model = parity.torchvision_model("mobilenet_v2", num_classes=4, **kwargs)
+    parity.randomize_(torch_model, seed=8)
+    variables = convert.from_torch("mobilenet_v2", torch_model.state_dict(), **kwargs)
     assert set(variables["params"]) == {"features_0_0", "features_0_1", "features_1",
                                         "features_2_0", "features_2_1", "classifier_1"}
-    train = jax.jit(lambda v, r: model.apply(v, x, train=True, mutable=["batch_stats"],
-                                             rngs={"dropout": r})[0])
-    a, b = train(variables, jax.random.PRNGKey(1)), train(variables, jax.random.PRNGKey(2))
+    model = jaxzoo.create_model("mobilenet_v2", num_classes=4, **kwargs)
+    x = photo_batch(32)
+    assert_parity(compiled_apply(model)(variables, x), parity.torch_forward(torch_model, x))
+
+    train = compiled_apply(model, train=True)
+    a, _ = train(variables, x, rngs={"dropout": jax.random.PRNGKey(1)})
+    b, _ = train(variables, x, rngs={"dropout": jax.random.PRNGKey(2)})
     assert not np.allclose(a, b)
-    np.testing.assert_array_equal(a, train(variables, jax.random.PRNGKey(1)))
-    # Eval mode: no dropout, no rng needed.
-    np.testing.assert_array_equal(compiled_apply(model)(variables, x),
-                                  compiled_apply(model)(variables, x))
+    np.testing.assert_array_equal(a, train(variables, x, rngs={"dropout": jax.random.PRNGKey(1)})[0])
     with pytest.raises(ValueError, match=r"\[t, c, n, s\]"):
         jaxzoo.create_model("mobilenet_v2", inverted_residual_setting=((1, 16, 1),)).init(
             jax.random.PRNGKey(0), x)

@@ -308,3 +308,15 @@ def test_v2_custom_setting_matches_torchvision_and_dropout_draws_from_the_dropou
     with pytest.raises(ValueError, match=r"\[t, c, n, s\]"):
         jaxzoo.create_model("mobilenet_v2", inverted_residual_setting=((1, 16, 1),)).init(
             jax.random.PRNGKey(0), x)
+
+
+def test_v3_new_num_classes_reinitializes_only_the_last_linear():
+    state = parity.torchvision_model("mobilenet_v3_small").state_dict()
+    variables, report = convert.load_torch("mobilenet_v3_small", state, num_classes=5)
+    assert report.missing_keys == ["classifier.3.bias", "classifier.3.weight"]
+    assert report.unexpected_keys == []
+    params = variables["params"]
+    assert params["classifier_3"]["kernel"].shape == (1024, 5)
+    # The first classifier Linear (576 -> 1024) is part of the pretrained network: kept.
+    np.testing.assert_array_equal(params["classifier_0"]["kernel"],
+                                  state["classifier.0.weight"].numpy().T)

@@ -112,7 +112,8 @@ class MobileNetV1(nn.Module):
                           name="features_0")
         for i, (stride, channels) in enumerate(_V1_BLOCKS):
             x = DepthwiseSeparable(depth(channels), stride, dtype=self.dtype,
-                                   bn_axis_name=self.bn_axis_name, name=f"features_{i + 1}")(x, train)
+                                   bn_axis_name=self.bn_axis_name,
+                                   name=f"features_{i + 1}")(x, train)
         x = layers.global_avg_pool(x)
         if features_only:
             return x

@@ -274,7 +274,8 @@ def mobilenet_v3_config(arch: str, width_mult: float = 1.0, reduced_tail: bool =
     for i, (cin, k, exp, cout, se, act, stride) in enumerate(table):
         tail = len(table) - i  # 3, 2, 1 for the C4 stage
         if tail <= 3:
-            # torchvision divides the C4 stage's widths (not its first input) by `divider`.
+            # torchvision halves the C4 stage's widths, except the input and expansion of its
+            # first block, which still follow the previous stage.
             cin = cin if tail == 3 else cin // divider
             exp = exp if tail == 3 else exp // divider
             cout = cout // divider

@@ -32,8 +32,12 @@ def torchvision_model(name: str, num_classes: int = 1000, **torch_kwargs: Any):
 
 
 def randomize_(torch_model, seed: int = 0) -> None:
-    """Give every BatchNorm random affine parameters and running statistics, and every bias
-    random values, in place (weights keep their random initialization)."""
+    """Randomize a torch model in place so that a parity check sees every layer.
+
+    Conv and Linear weights are redrawn from N(0, 2 / fan_in) (variance-preserving through ReLUs;
+    torchvision's own small inits leave GoogLeNet's and the MobileNets' logits nearly constant
+    across inputs), biases from U(-0.1, 0.1), and every BatchNorm gets random affine parameters
+    and running statistics (the defaults are the identity and would hide mapping mistakes)."""
     import torch
 
     gen = torch.Generator().manual_seed(seed)
@@ -48,9 +52,12 @@ def randomize_(torch_model, seed: int = 0) -> None:
                 module.bias.copy_(uniform(module.bias, -0.2, 0.2))
                 module.running_mean.copy_(uniform(module.running_mean, -0.2, 0.2))
                 module.running_var.copy_(uniform(module.running_var, 0.5, 2.0))
-            elif getattr(module, "bias", None) is not None and isinstance(
-                    module, (torch.nn.Conv2d, torch.nn.Linear)):
-                module.bias.copy_(uniform(module.bias, -0.1, 0.1))
+            elif isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+                fan_in = module.weight[0].numel()
+                module.weight.copy_(torch.randn(module.weight.shape, generator=gen)
+                                    * (2.0 / fan_in) ** 0.5)
+                if module.bias is not None:
+                    module.bias.copy_(uniform(module.bias, -0.1, 0.1))
 
 
 @dataclasses.dataclass

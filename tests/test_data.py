@@ -9,9 +9,10 @@ import warnings
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 from PIL import Image
 
-from jaxzoo.data import get_datasets, pipeline, shapes
+from jaxzoo.data import get_datasets, pipeline, shapes, tfds_source
 
 SHAPES = "shapes/tiny"  # 240 train / 90 validation images of 32 px
 MEAN = np.array(pipeline.MEAN_RGB)
@@ -298,12 +299,51 @@ def test_folder_errors_say_what_to_do(tmp_path):
         load(f"folder:{tmp_path}")
 
 
+# --------------------------------------------------------------------------- TFDS datasets
+
+
+class TrainOnly(tfds.core.GeneratorBasedBuilder):
+    """50 uniform 8 px images of distinct colours, and no validation split."""
+
+    name = "jaxzoo_test_train_only"
+    VERSION = tfds.core.Version("1.0.0")
+    code_path = shapes.ShapesBuilder.code_path
+
+    def _info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(8, 8, 3)),
+            "label": tfds.features.ClassLabel(names=["even", "odd"])}))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        for i in range(50):
+            yield i, {"image": np.full((8, 8, 3), (5 * i, 250 - 5 * i, 100), np.uint8),
+                      "label": i % 2}
+
+
+def test_tfds_dataset_without_validation_split_holds_out_a_slice(tmp_path, monkeypatch):
+    monkeypatch.setattr(tfds_source, "tfds_builder",
+                        lambda name, data_dir: TrainOnly(data_dir=data_dir))
+    kwargs = dict(data_dir=str(tmp_path), image_size=8, global_batch_size=5, eval_batch_size=4,
+                  augment=False, val_fraction=0.1)
+    data = load("train_only", **kwargs)
+    assert data.class_names == ["even", "odd"]
+    assert (data.num_train, data.num_val) == (45, 5)
+    train, val = digests(data.train_batches(0)), digests(data.val_batches())
+    assert len(set(train)) == 45 and len(set(val)) == 5 and not set(train) & set(val)
+    kwargs["global_batch_size"] = 10
+    shares = [digests(load("train_only", process_index=i, process_count=2, **kwargs).val_batches())
+              for i in range(2)]
+    assert sorted(shares[0] + shares[1]) == sorted(val)
+    assert digests(load("train_only", **kwargs).val_batches()) == val  # the same slice every time
+
+
 # --------------------------------------------------------------------------- TFDS errors
 
 
 def test_tfds_download_failure_suggests_offline_datasets(tmp_path, monkeypatch):
-    import tensorflow_datasets as tfds
-
     def offline(self, *args, **kwargs):
         raise ConnectionError("network is unreachable")
 

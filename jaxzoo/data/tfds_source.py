@@ -40,6 +40,9 @@ def prepare(builder: tfds.core.DatasetBuilder, name: str) -> None:
         return
     try:
         builder.download_and_prepare()
+    except ImportError as err:
+        raise RuntimeError(f"TFDS could not prepare {name!r}: {err}; install the missing package "
+                           f"(pip install {err.name or 'it'})") from err
     except Exception as err:
         raise RuntimeError(
             f"could not download and prepare the TFDS dataset {name!r} into {builder.data_dir} "

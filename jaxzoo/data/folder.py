@@ -1,0 +1,194 @@
+"""``folder:PATH`` datasets: your own images in one sub-folder per class.
+
+    PATH/train/CLASS/*.jpg and PATH/val/CLASS/*.jpg     (``validation`` works for ``val`` too)
+    PATH/CLASS/*.jpg                                     (split per class by ``val_fraction``)
+
+Class names are the sorted sub-folder names, as in torchvision's ImageFolder. Every file is
+checked once with PIL before training: empty, corrupt or truncated files and files that are not
+images are skipped and counted in one warning. JPEGs and 8-bit PNGs in RGB or grayscale are then
+decoded by TensorFlow; other images (CMYK, 16-bit, BMP, GIF, ...) are converted to RGB with PIL.
+"""
+import collections
+import concurrent.futures
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from jaxzoo.data._tf import tf
+from jaxzoo.data.source import Source
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff",
+                    ".webp")
+_SPLIT_SEED = 0  # the class-folders-only split does not change with the training seed
+_LAYOUT_HELP = ("expected PATH/train/CLASS/*.jpg and PATH/val/CLASS/*.jpg, or PATH/CLASS/*.jpg "
+                "(one sub-folder of images per class)")
+
+
+def _class_folders(root: Path) -> list[str]:
+    return sorted(entry.name for entry in os.scandir(root)
+                  if entry.is_dir() and not entry.name.startswith("."))
+
+
+def _image_files(root: Path, class_names: list[str]) -> list[tuple[str, int]]:
+    """(path, label) of every file with an image extension under root/CLASS/, recursively."""
+    files = []
+    for label, name in enumerate(class_names):
+        for directory, _, names in sorted(os.walk(root / name, followlinks=True)):
+            for file in sorted(names):
+                if file.lower().endswith(IMAGE_EXTENSIONS) and not file.startswith("."):
+                    files.append((os.path.join(directory, file), label))
+    return files
+
+
+def _png_bit_depth(path: str) -> int:
+    with open(path, "rb") as f:
+        header = f.read(25)
+    return header[24] if len(header) == 25 else 0
+
+
+def inspect(path: str) -> tuple[str | None, bool]:
+    """Check one file: (why it is skipped or None, whether TensorFlow can decode it as it is)."""
+    if os.path.getsize(path) == 0:
+        return "empty", False
+    try:
+        image = Image.open(path)
+    except UnidentifiedImageError:
+        return "not_an_image", False
+    except OSError:
+        return "unreadable", False
+    with image:
+        fmt, mode = image.format, image.mode
+        try:
+            if fmt == "JPEG":  # decode at 1/8 scale: reads every byte, a fraction of the work
+                image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+            image.load()
+        except (OSError, SyntaxError, ValueError, EOFError):
+            return "corrupt", False
+    tf_decodes = ((fmt == "JPEG" and mode in ("RGB", "L"))
+                  or (fmt == "PNG" and mode in ("RGB", "RGBA", "L", "LA", "P")
+                      and _png_bit_depth(path) == 8))
+    return None, tf_decodes
+
+
+def to_rgb(image: Image.Image) -> np.ndarray:
+    """Any PIL image as uint8 RGB (H, W, 3); 16-bit and 32-bit grayscale are scaled to 8 bits."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        gray = np.asarray(image).astype(np.float32) / 257.0
+    elif image.mode == "F":
+        gray = np.asarray(image)
+    else:
+        return np.asarray(image.convert("RGB"))
+    gray = np.clip(np.round(gray), 0, 255).astype(np.uint8)
+    return np.repeat(gray[..., None], 3, axis=-1)
+
+
+def _pil_decode(path) -> np.ndarray:
+    with Image.open(path.numpy().decode()) as image:
+        return to_rgb(image)
+
+
+def decode(example):
+    def with_tf():
+        return tf.io.decode_image(tf.io.read_file(example["path"]), channels=3,
+                                  expand_animations=False)
+
+    def with_pil():
+        return tf.py_function(_pil_decode, [example["path"]], tf.uint8)
+
+    image = tf.cond(example["tf_decodes"], with_tf, with_pil)
+    image.set_shape([None, None, 3])
+    return image, example["label"]
+
+
+def _split_per_class(files, val_fraction):
+    """Hold out ``val_fraction`` of each class, the same files every time."""
+    rng = np.random.default_rng(_SPLIT_SEED)
+    by_class = collections.defaultdict(list)
+    for path, label in files:
+        by_class[label].append((path, label))
+    train, val = [], []
+    for label in sorted(by_class):
+        members = by_class[label]
+        order = rng.permutation(len(members))
+        num_val = int(round(len(members) * val_fraction))
+        val += [members[i] for i in sorted(order[:num_val])]
+        train += [members[i] for i in sorted(order[num_val:])]
+    return train, val
+
+
+def _check(files, path_for_message):
+    """Drop the files PIL cannot read; returns (good files with tf_decodes flags, skip counts)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 2)) as pool:
+        results = list(pool.map(inspect, [path for path, _ in files]))
+    good, skipped, examples = [], collections.Counter(), {}
+    for (path, label), (reason, tf_decodes) in zip(files, results):
+        if reason is None:
+            good.append((path, label, tf_decodes))
+        else:
+            skipped[reason] += 1
+            examples.setdefault(reason, path)
+    if skipped:
+        counts = ", ".join(f"{n} {reason} (e.g. {examples[reason]})"
+                           for reason, n in sorted(skipped.items()))
+        warnings.warn(f"skipped {sum(skipped.values())} of {len(files)} image files in "
+                      f"{path_for_message}: {counts}", stacklevel=3)
+    return good, dict(skipped)
+
+
+def _dataset(files) -> tf.data.Dataset:
+    paths, labels, tf_decodes = zip(*files) if files else ((), (), ())
+    return tf.data.Dataset.from_tensor_slices({
+        "path": tf.constant(paths, tf.string), "label": tf.constant(labels, tf.int32),
+        "tf_decodes": tf.constant(tf_decodes, tf.bool)})
+
+
+def folder_source(path: str, *, val_fraction: float, process_index: int,
+                  process_count: int) -> Source:
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"folder dataset {str(root)!r} does not exist or is not a "
+                                f"folder; {_LAYOUT_HELP}")
+    val_dir = next((root / n for n in ("val", "validation") if (root / n).is_dir()), None)
+    if (root / "train").is_dir():
+        class_names = _class_folders(root / "train")
+        files = _image_files(root / "train", class_names)
+        if val_dir is None:
+            train, val = _split_per_class(files, val_fraction)
+        else:
+            extra = sorted(set(_class_folders(val_dir)) - set(class_names))
+            if extra:
+                raise ValueError(f"{val_dir} has class folders {extra} that {root / 'train'} "
+                                 f"lacks; give both the same class folders")
+            train, val = files, _image_files(val_dir, class_names)
+    else:
+        class_names = _class_folders(root)
+        train, val = _split_per_class(_image_files(root, class_names), val_fraction)
+    if len(class_names) < 2:
+        where = root / "train" if (root / "train").is_dir() else root
+        raise ValueError(f"found {len(class_names)} class folder(s) {class_names} in {where}; "
+                         f"a classifier needs at least two: put each class's images in its own "
+                         f"sub-folder, e.g. {where}/cats/*.jpg and {where}/dogs/*.jpg "
+                         f"({_LAYOUT_HELP})")
+
+    good, skipped = _check(train + val, root)
+    good_paths = {path: (label, tf_decodes) for path, label, tf_decodes in good}
+    train = [(p, *good_paths[p]) for p, _ in train if p in good_paths]
+    val = [(p, *good_paths[p]) for p, _ in val if p in good_paths]
+    if not train or not val:
+        raise ValueError(f"{root} has {len(train)} readable training and {len(val)} validation "
+                         f"images; it needs both ({_LAYOUT_HELP})")
+
+    # Each process reads every process_count-th file: of a fixed shuffle for training (so every
+    # process sees every class), of the sorted list for validation.
+    order = np.random.default_rng(_SPLIT_SEED).permutation(len(train))
+    my_train = [train[i] for i in order[process_index::process_count]]
+    my_val = val[process_index::process_count]
+
+    def train_ds(shuffle_seed: int) -> tf.data.Dataset:
+        return _dataset(my_train).shuffle(len(my_train), seed=shuffle_seed)
+
+    return Source(class_names=class_names, num_train=len(train), num_val=len(val),
+                  train=train_ds, val=lambda: _dataset(my_val), decode=decode, skipped=skipped)

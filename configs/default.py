@@ -46,7 +46,7 @@ def shapes_preset(config: ml_collections.ConfigDict, family: str) -> ml_collecti
     """``--config=NAME:shapes``: the built-in offline dataset, sized so a small CPU trains it to
     over 90% validation accuracy in minutes."""
     config.dataset = "shapes"
-    config.image_size = 64 if family == "imagenet" else 32
+    config.image_size = 32
     config.batch_size = 32
     config.num_epochs = 3
     config.learning_rate = 1e-3

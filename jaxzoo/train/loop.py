@@ -54,9 +54,11 @@ def evaluate(eval_step, state, mesh, data) -> dict:
             "val_count": int(totals["count"])}
 
 
-def train_and_evaluate(config, workdir: str, data=None, devices=None) -> list[dict]:
+def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None) -> list[dict]:
     """Train ``config`` in ``workdir``, resuming from its latest checkpoint; returns the per-epoch
-    metrics. ``data`` defaults to ``jaxzoo.data.get_datasets`` for ``config.dataset``."""
+    metrics. ``data`` defaults to ``jaxzoo.data.get_datasets(config.dataset, ...)``, ``model`` to
+    ``create_model(config.model, ...)`` (a module with the zoo's interface and a ``bn_axis_name``
+    set to ``"data"``), ``devices`` to all of them."""
     is_main = jax.process_index() == 0
     log = print if is_main else (lambda *a, **k: None)
     mesh = make_mesh(devices)
@@ -86,8 +88,9 @@ def train_and_evaluate(config, workdir: str, data=None, devices=None) -> list[di
     if skipped:
         log(f"skipped {sum(skipped.values())} unreadable file(s): {dict(skipped)}")
 
-    model = create_model(config.model, num_classes=num_classes, dtype=jnp.dtype(config.dtype),
-                         bn_axis_name=AXIS, **config.model_kwargs)
+    if model is None:
+        model = create_model(config.model, num_classes=num_classes, dtype=jnp.dtype(config.dtype),
+                             bn_axis_name=AXIS, **config.model_kwargs)
     init_rng, state_rng = jax.random.split(jax.random.PRNGKey(config.seed))
     manager = checkpoint.create_manager(workdir, config.checkpoints_to_keep)
     # When resuming, the checkpoint has every weight: init_from would only be overwritten.

@@ -28,7 +28,7 @@ def trainable_mask(model_name: str, params, trainable: str):
     ``trainable="head"`` marks only the classifier (the registry's ``head``, torchvision's names,
     e.g. ``fc`` or ``classifier.3``)."""
     if trainable == "all":
-        return jax.tree.map(lambda _: True, params)
+        return jax.tree.map(lambda _: True, params)  # any module, registered or not
     if trainable != "head":
         raise ValueError(f'config.trainable must be "all" or "head", got {trainable!r}')
     spec = get_spec(model_name)

@@ -8,6 +8,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax import lax
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -28,7 +29,8 @@ def shard_batch(mesh: jax.sharding.Mesh, batch: dict) -> dict:
 
 
 def replicate(mesh: jax.sharding.Mesh, tree):
-    return jax.device_put(tree, NamedSharding(mesh, P()))
+    """A copy of ``tree`` on every device (a copy: the train step donates its state)."""
+    return jax.device_put(jax.tree.map(np.array, tree), NamedSharding(mesh, P()))
 
 
 def cross_entropy(logits, labels, num_classes: int, label_smoothing: float = 0.0):

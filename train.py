@@ -68,7 +68,9 @@ def main(argv, config_name):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     import jax
+    from absl import logging
 
+    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint at INFO
     if flags.FLAGS.distributed or os.environ.get("JAX_COORDINATOR_ADDRESS"):
         jax.distributed.initialize()
     config = CONFIG.value

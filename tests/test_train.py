@@ -35,7 +35,7 @@ def _restore_params(workdir, step):
 
 
 def test_training_learns_and_resumes_where_it_stopped(tmp_path, capsys):
-    records = _train(tmp_path / "a", num_epochs=3)
+    records = _train(tmp_path / "a", num_epochs=3, checkpoints_to_keep=2)
     out = capsys.readouterr().out
     assert [r["epoch"] for r in records] == [1, 2, 3]
     assert records[-1]["train_loss"] < 0.5 * records[0]["train_loss"]
@@ -47,7 +47,8 @@ def test_training_learns_and_resumes_where_it_stopped(tmp_path, capsys):
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     last = _checkpoint_steps(tmp_path / "b")[-1]
     shutil.rmtree(tmp_path / "b" / "checkpoints" / str(last))
-    resumed = _train(tmp_path / "b", num_epochs=3)
+    assert _checkpoint_steps(tmp_path / "b")[-1] == 2 * QuadrantData().steps_per_epoch
+    resumed = _train(tmp_path / "b", num_epochs=3, checkpoints_to_keep=2)
     assert "resuming from" in capsys.readouterr().out
     assert [r["epoch"] for r in resumed] == [1, 2, 3]
     assert _checkpoint_steps(tmp_path / "b")[-1] == last

@@ -60,7 +60,7 @@ from flax import linen as nn  # noqa: E402
 
 
 class TinyNet(nn.Module):
-    """conv -> BatchNorm -> relu -> pool -> dense, with the zoo's interface (``train``,
+    """conv -> BatchNorm -> relu -> 2x2 pool -> dense, with the zoo's interface (``train``,
     ``bn_axis_name``); ``num_aux`` extra heads make it return ``(logits, aux...)`` in train mode,
     as GoogLeNet and Inception v3 do."""
 
@@ -75,7 +75,8 @@ class TinyNet(nn.Module):
         x = nn.Conv(8, (3, 3), strides=2, use_bias=False, dtype=self.dtype, name="conv")(x.astype(self.dtype))
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name,
                          dtype=self.dtype, name="bn")(x)
-        x = nn.relu(x).mean(axis=(1, 2))
+        x = nn.avg_pool(nn.relu(x), (4, 4), (4, 4))  # 16 px -> 2x2: where the square is
+        x = x.reshape(x.shape[0], -1)
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
         logits = nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(x)
         aux = [nn.Dense(self.num_classes, name=f"aux{i}")(x) for i in range(self.num_aux)]
@@ -86,7 +87,7 @@ def tiny_config(**fields):
     from configs.default import get_default_config
 
     config = get_default_config("resnet18_cifar", "cifar")
-    config.update(dict(image_size=16, batch_size=16, num_epochs=2, learning_rate=3e-3,
+    config.update(dict(image_size=16, batch_size=16, num_epochs=2, learning_rate=3e-2,
                        warmup_epochs=0.25, checkpoints_to_keep=1))
     config.update(fields)
     return config

@@ -40,3 +40,12 @@ def restore_latest(manager: ocp.CheckpointManager, state):
     restored = manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract), progress=ocp.args.JsonRestore()))
     return restored["state"], dict(restored["progress"])
+
+
+def latest_progress(manager: ocp.CheckpointManager) -> dict | None:
+    """The JSON record of the latest checkpoint (cheap: the state is not read), or None."""
+    step = manager.latest_step()
+    if step is None:
+        return None
+    restored = manager.restore(step, args=ocp.args.Composite(progress=ocp.args.JsonRestore()))
+    return dict(restored["progress"])

@@ -93,6 +93,12 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
                              bn_axis_name=AXIS, **config.model_kwargs)
     init_rng, state_rng = jax.random.split(jax.random.PRNGKey(config.seed))
     manager = checkpoint.create_manager(workdir, config.checkpoints_to_keep)
+    progress = checkpoint.latest_progress(manager)
+    if progress is not None and progress["epoch"] >= config.num_epochs:
+        log(f"already trained for {progress['epoch']} epoch(s) in {workdir} (best val_accuracy "
+            f"{progress['best_val_accuracy']:.3f}); raise --config.num_epochs to train longer")
+        manager.close()
+        return report.read_metrics(workdir)
     # When resuming, the checkpoint has every weight: init_from would only be overwritten.
     init_from = "" if manager.latest_step() is not None else config.init_from
     variables = initial_variables(config, model, num_classes, init_rng, init_from, log=log)
@@ -108,11 +114,6 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
         records = [r for r in records if r["epoch"] <= progress["epoch"]]
         log(f"resuming from {manager.directory} at epoch {progress['epoch']} "
             f"(step {progress['step']}, best val_accuracy {best:.3f})")
-    if first_epoch > config.num_epochs:
-        log(f"already trained for {config.num_epochs} epoch(s); raise --config.num_epochs to "
-            f"train longer")
-        manager.close()
-        return records
 
     mask = trainable_mask(config.model, variables["params"], config.trainable)
     train_step = make_train_step(

@@ -26,27 +26,27 @@ def available_configs() -> list[str]:
 def resolve_config_arg(argv: list[str]) -> tuple[list[str], str | None]:
     """Turn ``--config=NAME[:PRESET]`` into ``--config=configs/NAME.py[:PRESET]``; returns the new
     argv and the config name (None when the flag is absent)."""
-    out, name = [], None
+    argv = list(argv)
+    if "--config" in argv[:-1]:  # "--config NAME" -> "--config=NAME"
+        i = argv.index("--config")
+        argv[i:i + 2] = ["--config=" + argv[i + 1]]
+    name = None
     for i, arg in enumerate(argv):
-        if arg.startswith("--config=") or (arg == "--config" and i + 1 < len(argv)):
-            value = arg.split("=", 1)[1] if "=" in arg else argv[i + 1]
-            path, _, preset = value.partition(":")
-            if not path.endswith(".py") and os.sep not in path:
-                name = path
-                if name not in available_configs():
-                    raise SystemExit(f"error: unknown config {name!r}. Available configs: "
-                                     f"{', '.join(available_configs())} (or a path to a config file)")
-                path = os.path.join(CONFIG_DIR, f"{name}.py")
-            elif not os.path.isfile(path):
-                raise SystemExit(f"error: config file {path} does not exist")
-            else:
-                name = os.path.splitext(os.path.basename(path))[0]
-            arg = "--config=" + path + (f":{preset}" if preset else "")
-            if "=" not in argv[i]:
-                argv[i + 1] = None  # consumed
-        if arg is not None:
-            out.append(arg)
-    return [a for a in out if a is not None], name
+        if not arg.startswith("--config="):
+            continue
+        path, _, preset = arg[len("--config="):].partition(":")
+        if not path.endswith(".py") and os.sep not in path:
+            name = path
+            if name not in available_configs():
+                raise SystemExit(f"error: unknown config {name!r}. Available configs: "
+                                 f"{', '.join(available_configs())} (or a path to a config file)")
+            path = os.path.join(CONFIG_DIR, f"{name}.py")
+        elif not os.path.isfile(path):
+            raise SystemExit(f"error: config file {path} does not exist")
+        else:
+            name = os.path.splitext(os.path.basename(path))[0]
+        argv[i] = "--config=" + path + (f":{preset}" if preset else "")
+    return argv, name
 
 
 CONFIG = config_flags.DEFINE_config_file(

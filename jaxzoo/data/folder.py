@@ -57,8 +57,8 @@ def inspect(path: str) -> tuple[str | None, bool]:
         image = Image.open(path)
     except UnidentifiedImageError:
         return "not_an_image", False
-    except OSError:
-        return "unreadable", False
+    except OSError:  # a header that stops short
+        return "corrupt", False
     with image:
         fmt, mode = image.format, image.mode
         try:

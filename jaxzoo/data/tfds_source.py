@@ -40,6 +40,9 @@ def prepare(builder: tfds.core.DatasetBuilder, name: str) -> None:
         return
     try:
         builder.download_and_prepare()
+    except ImportError as err:
+        raise RuntimeError(f"TFDS could not prepare {name!r}: {err}; install the missing package "
+                           f"(pip install {err.name or 'it'})") from err
     except Exception as err:
         raise RuntimeError(
             f"could not download and prepare the TFDS dataset {name!r} into {builder.data_dir} "
@@ -88,8 +91,13 @@ def tfds_source(builder: tfds.core.DatasetBuilder, val_fraction: float,
         image = tf.io.decode_image(example["image"], channels=3, expand_animations=False)
         return image, tf.cast(example["label"], tf.int32)
 
+    label = features["label"]
+    class_names = list(label.names) if hasattr(label, "names") else None
+    if not class_names:
+        raise ValueError(f"{info.name}'s 'label' feature is not a tfds.features.ClassLabel; "
+                         f"jaxzoo needs the class names")
     return Source(
-        class_names=list(features["label"].names),
+        class_names=class_names,
         num_train=info.splits[train_split].num_examples,
         num_val=info.splits[val_split].num_examples,
         train=train, val=val, decode=decode)

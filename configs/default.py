@@ -43,8 +43,8 @@ def get_default_config(model: str, family: str = "imagenet") -> ml_collections.C
 
 
 def shapes_preset(config: ml_collections.ConfigDict, family: str) -> ml_collections.ConfigDict:
-    """``--config=NAME:shapes``: the built-in offline dataset, sized so a small CPU trains it to
-    over 90% validation accuracy in minutes."""
+    """``--config=NAME:shapes``: the built-in offline dataset (3000 training, 600 validation
+    images), at a resolution and length a small CPU gets through in minutes."""
     config.dataset = "shapes"
     config.image_size = 32
     config.batch_size = 32

@@ -1,0 +1,66 @@
+"""Defaults shared by every config: ``get_config()`` in each ``configs/NAME.py`` starts from here.
+
+Every field can be overridden on the command line: ``--config.KEY=VALUE``.
+"""
+import ml_collections
+
+
+def get_default_config(model: str, family: str = "imagenet") -> ml_collections.ConfigDict:
+    """The defaults for ``model``. ``family``: "imagenet" (224-px photos, tf_flowers) or "cifar"
+    (32-px images, cifar10)."""
+    config = ml_collections.ConfigDict()
+    config.model = model
+    config.model_kwargs = ml_collections.ConfigDict()  # extra create_model arguments
+
+    # Data (jaxzoo.data.get_datasets): a TFDS name, "folder:PATH", or "shapes" (built in, offline).
+    config.dataset = "tf_flowers" if family == "imagenet" else "cifar10"
+    config.data_dir = ""          # TFDS data_dir; "" = TFDS's default (~/tensorflow_datasets)
+    config.image_size = 224 if family == "imagenet" else 32
+    config.val_fraction = 0.1     # held out when the dataset has no validation split
+    config.augment = True
+    config.batch_size = 32 if family == "imagenet" else 128   # global, over all devices
+    config.eval_batch_size = 0    # 0 = batch_size
+
+    # Optimization: Adam (AdamW when weight_decay > 0), linear warmup then cosine decay.
+    config.num_epochs = 10 if family == "imagenet" else 30
+    config.learning_rate = 3e-4 if family == "imagenet" else 1e-3
+    config.warmup_epochs = 1.0
+    config.weight_decay = 0.0     # decoupled (AdamW), on kernels only
+    config.label_smoothing = 0.0
+    config.grad_clip_norm = 0.0   # 0 = no clipping
+    config.aux_loss_weights = ()  # one weight per auxiliary output (GoogLeNet, Inception v3)
+    config.dtype = "float32"      # compute dtype: float32 or bfloat16 (parameters stay float32)
+
+    # Fine-tuning.
+    config.init_from = ""         # a torchvision .pth, or a directory from `python -m jaxzoo convert`
+    config.trainable = "all"      # "all", or "head": only the classifier (backbone frozen, BN in eval)
+
+    # Checkpoints and the rest.
+    config.checkpoints_to_keep = 2    # the latest K epochs; the best one by val accuracy is kept too
+    config.compilation_cache_dir = ""  # "" = $JAXZOO_COMPILATION_CACHE or ~/.cache/jaxzoo/xla; "off"
+    config.seed = 0
+    return config
+
+
+def shapes_preset(config: ml_collections.ConfigDict, family: str) -> ml_collections.ConfigDict:
+    """``--config=NAME:shapes``: the built-in offline dataset (3000 training, 600 validation
+    images), at a resolution and length a small CPU gets through in minutes."""
+    config.dataset = "shapes"
+    config.image_size = 32
+    config.batch_size = 32
+    config.num_epochs = 3
+    config.learning_rate = 1e-3
+    config.warmup_epochs = 0.3
+    return config
+
+
+def get_config_for(model: str, preset: str | None, family: str = "imagenet", **fields):
+    """What each ``configs/NAME.py`` returns: the defaults, the model's own ``fields``, then the
+    preset named after the colon in ``--config=NAME:PRESET`` (only "shapes" exists)."""
+    config = get_default_config(model, family)
+    config.update(fields)
+    if preset:
+        if preset != "shapes":
+            raise ValueError(f"unknown preset {preset!r} for config {model}; available: shapes")
+        shapes_preset(config, family)
+    return config

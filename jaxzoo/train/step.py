@@ -1,0 +1,103 @@
+"""The data-parallel train and eval steps: ``jax.jit`` over ``jax.shard_map`` on a 1-D mesh of
+every device. Each device sees its slice of the global batch; gradients and metrics are averaged
+with ``lax.pmean`` and BatchNorm statistics are synced over the same axis (the model is built
+with ``bn_axis_name=AXIS``)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+AXIS = "data"
+
+
+def make_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
+    """A 1-D mesh over ``devices`` (default: every device of every process)."""
+    devices = list(devices) if devices is not None else jax.devices()
+    return jax.make_mesh((len(devices),), (AXIS,), devices=devices)
+
+
+def shard_batch(mesh: jax.sharding.Mesh, batch: dict) -> dict:
+    """This process's numpy batch -> global arrays split over the mesh's batch axis."""
+    sharding = NamedSharding(mesh, P(AXIS))
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
+
+
+def replicate(mesh: jax.sharding.Mesh, tree):
+    """A copy of ``tree`` on every device (a copy: the train step donates its state)."""
+    return jax.device_put(jax.tree.map(np.array, tree), NamedSharding(mesh, P()))
+
+
+def cross_entropy(logits, labels, num_classes: int, label_smoothing: float = 0.0):
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing) \
+        if label_smoothing else jax.nn.one_hot(labels, num_classes)
+    return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+
+
+def make_train_step(model, mesh, *, num_classes: int, aux_loss_weights=(), label_smoothing=0.0,
+                    mask=None, frozen_backbone: bool = False):
+    """``train_step(state, batch) -> (state, metrics)``, the state donated.
+
+    A model that returns ``(logits, aux, ...)`` in train mode adds ``aux_loss_weights[i] *
+    cross_entropy(aux[i])`` to the loss. ``mask`` (True = trained) stops gradients into frozen
+    parameters. ``frozen_backbone`` runs the model in inference mode (BatchNorm uses and keeps its
+    running statistics; dropout in the head is off too)."""
+    aux_loss_weights = tuple(float(w) for w in aux_loss_weights)
+
+    def loss_fn(params, state, images, labels, dropout_rng):
+        if mask is not None:
+            params = jax.tree.map(lambda p, m: p if m else lax.stop_gradient(p), params, mask)
+        variables = {"params": params, "batch_stats": state.batch_stats}
+        if frozen_backbone:
+            outputs, batch_stats = model.apply(variables, images, train=False), state.batch_stats
+        else:
+            outputs, updates = model.apply(variables, images, train=True, mutable=["batch_stats"],
+                                           rngs={"dropout": dropout_rng})
+            batch_stats = updates["batch_stats"]
+        logits, *aux = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+        if len(aux) != len(aux_loss_weights):
+            raise ValueError(
+                f"the model returns {len(aux)} auxiliary output(s) in train mode but "
+                f"config.aux_loss_weights has {len(aux_loss_weights)} weight(s); give one weight "
+                f"per auxiliary output")
+        main_loss = cross_entropy(logits, labels, num_classes, label_smoothing).mean()
+        loss = main_loss
+        for weight, aux_logits in zip(aux_loss_weights, aux):
+            loss = loss + weight * cross_entropy(aux_logits, labels, num_classes,
+                                                 label_smoothing).mean()
+        accuracy = (jnp.argmax(logits, -1) == labels).mean()
+        return loss, ({"loss": loss, "main_loss": main_loss, "accuracy": accuracy}, batch_stats)
+
+    def step(state, batch):
+        dropout_rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step),
+                                         lax.axis_index(AXIS))
+        grads, (metrics, batch_stats) = jax.grad(loss_fn, has_aux=True)(
+            state.params, state, batch["image"], batch["label"], dropout_rng)
+        grads = lax.pmean(grads, AXIS)
+        metrics = lax.pmean(metrics, AXIS)
+        return state.apply_gradients(grads=grads, batch_stats=batch_stats), metrics
+
+    sharded = jax.shard_map(step, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()))
+    return jax.jit(sharded, donate_argnums=(0,))
+
+
+def make_eval_step(model, mesh, *, num_classes: int):
+    """``eval_step(state, batch) -> sums`` of correct predictions, loss and counted examples over
+    the global batch; examples with ``batch["mask"] == False`` (padding) are not counted."""
+
+    def step(state, batch):
+        logits = model.apply({"params": state.params, "batch_stats": state.batch_stats},
+                             batch["image"], train=False)
+        mask = batch["mask"].astype(jnp.float32)
+        loss = cross_entropy(logits, batch["label"], num_classes)
+        correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
+        sums = {"correct": (correct * mask).sum(), "loss": (loss * mask).sum(),
+                "count": mask.sum()}
+        return lax.psum(sums, AXIS)
+
+    return jax.jit(jax.shard_map(step, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=P()))

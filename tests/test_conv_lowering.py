@@ -14,6 +14,12 @@ from tests.conftest import assert_parity, compiled_apply, photo_batch
 
 # (name, input (n, h, w, c), kernel (kh, kw), out channels, groups, stride, padding, dilation)
 CASES = [
+    ("dense3x3", (2, 8, 8, 6), (3, 3), 10, 1, 1, ((1, 1), (1, 1)), 1),
+    ("dense3x3_s2", (2, 9, 9, 6), (3, 3), 8, 1, 2, ((1, 1), (1, 1)), 1),
+    ("dense7x7_s2", (2, 16, 16, 3), (7, 7), 8, 1, 2, ((3, 3), (3, 3)), 1),
+    ("dense1x1_s2", (2, 9, 9, 8), (1, 1), 16, 1, 2, ((0, 0), (0, 0)), 1),
+    ("dense1x7", (2, 9, 9, 8), (1, 7), 8, 1, 1, ((0, 0), (3, 3)), 1),
+    ("dense_dilated", (2, 12, 12, 4), (3, 3), 4, 1, 1, ((2, 2), (2, 2)), 2),
     ("depthwise3x3", (2, 9, 9, 8), (3, 3), 8, 8, 1, ((1, 1), (1, 1)), 1),
     ("depthwise3x3_s2", (2, 9, 10, 8), (3, 3), 8, 8, 2, ((1, 1), (1, 1)), 1),
     ("depthwise5x5_s2", (2, 11, 11, 6), (5, 5), 6, 6, 2, ((2, 2), (2, 2)), 1),
@@ -60,7 +66,8 @@ def test_fast_lowering_matches_native_conv(case):
 
     with conv_lowering.conv_impl("fast"):
         method = conv_lowering.lowering_for(x.shape, w.shape, groups)
-    assert method == ("depthwise" if shape[-1] == groups else "grouped")
+    assert method == ("dense" if groups == 1 else
+                      "depthwise" if shape[-1] == groups else "grouped")
     native = _value_and_grads("native", x, w, g, *conv_args)
     fast = _value_and_grads("fast", x, w, g, *conv_args)
     for what, a, b in zip(("output", "d/dinput", "d/dkernel"), fast, native):
@@ -79,8 +86,9 @@ def test_string_padding_and_input_dilation_match_native():
         np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5, err_msg=str(padding))
 
 
-def test_choice_is_native_for_dense_and_off_cpu():
-    assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 8, 8), 1, backend="cpu") == "native"
+def test_choice_is_native_off_cpu():
+    assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 8, 8), 1, backend="cpu") == "dense"
+    assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 8, 8), 1, backend="gpu") == "native"
     assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 1, 8), 8, backend="cpu") == "depthwise"
     assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 2, 8), 4, backend="cpu") == "grouped"
     assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 1, 8), 8, backend="gpu") == "native"
@@ -116,7 +124,8 @@ def test_resnext50_matches_torchvision_logits_and_native_gradients():
     # Eval logits (grouped convs: native forward) against torchvision.
     assert_parity(compiled_apply(model)(variables, images), parity.torch_forward(torch_model, images))
 
-    # Train-mode gradients (grouped convs: einsum backward) against the all-native model.
+    # Train-mode gradients (einsum kernel gradients, grouped input gradients) against the
+    # all-native model.
     def loss(params, x):
         logits, _ = model.apply({**variables, "params": params}, x, train=True,
                                 mutable=["batch_stats"])

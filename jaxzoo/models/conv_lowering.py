@@ -13,10 +13,13 @@ than PyTorch does: a 32-group 3x3 conv's forward+backward is hundreds of times s
   backward is slow, so grouped convs keep the native forward and take the gradient of the einsums
   (a ``custom_vjp``).
 
-Both keep the HWIO kernel layout and ``feature_group_count`` semantics (stride, explicit or string
+- dense: XLA's native forward and input gradient, the kernel gradient from the per-tap einsums
+  (kh*kw matmuls contracting over N*H*W, instead of XLA's whole-feature-map-window convolution).
+
+All keep the HWIO kernel layout and ``feature_group_count`` semantics (stride, explicit or string
 padding, kernel dilation, input dilation), so parameters, checkpoints and torchvision conversion are
-unchanged; the gradients come from autodiff of the same expression. Dense convolutions stay XLA's
-native conv (see benchmarks/README.md for what was tried), and so does everything on GPU and TPU.
+unchanged. On GPU and TPU every conv stays XLA's native one (cuDNN there). Measurements:
+benchmarks/README.md.
 
 The choice is made when the function is traced: ``auto`` (default) uses the formulations above on
 CPU only; ``native`` always calls ``lax.conv_general_dilated``; ``fast`` uses them on any backend
@@ -71,13 +74,16 @@ def _is_nhwc_hwio(lhs, rhs, dimension_numbers) -> bool:
 
 def lowering_for(lhs_shape, rhs_shape, feature_group_count: int, batch_group_count: int = 1,
                  backend: str | None = None) -> str:
-    """Which formulation a conv of these (NHWC, HWIO) shapes gets: 'native', 'depthwise' or 'grouped'."""
+    """Which formulation a conv of these (NHWC, HWIO) shapes gets: 'native', 'dense', 'depthwise'
+    or 'grouped'."""
     choice = current_choice()
     backend = backend or jax.default_backend()
     if choice == "native" or (choice == "auto" and backend != "cpu"):
         return "native"
-    if feature_group_count == 1 or batch_group_count != 1:
+    if batch_group_count != 1:
         return "native"
+    if feature_group_count == 1:
+        return "dense"
     if rhs_shape[2] == 1:
         return "depthwise"
     return "grouped"
@@ -109,15 +115,23 @@ def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding,
     return _native_forward_shifted_backward(lhs, rhs, *args)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6, 7, 8))
-def _native_forward_shifted_backward(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation,
-                                     groups, precision, preferred_element_type):
-    # For grouped convs XLA:CPU's native forward is the faster one (about 2x at stride 1, 3x at
-    # stride 2), but its backward is 30-200x slower than the backward of the per-tap einsums.
+def _native(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation, groups, precision,
+            preferred_element_type):
     return lax.conv_general_dilated(
         lhs, rhs, strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
         dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups,
         precision=precision, preferred_element_type=preferred_element_type)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6, 7, 8))
+def _native_forward_shifted_backward(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation,
+                                     groups, precision, preferred_element_type):
+    # XLA:CPU's native forward is the faster one for dense and grouped convs; what is slow is the
+    # kernel gradient (and, for grouped convs, the input gradient too). XLA computes the kernel
+    # gradient as a convolution whose window is the whole feature map; the per-tap einsums make it
+    # kh*kw matmuls with N*H*W as the contraction.
+    return _native(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation, groups, precision,
+                   preferred_element_type)
 
 
 def _nfsb_fwd(lhs, rhs, *args):
@@ -126,9 +140,14 @@ def _nfsb_fwd(lhs, rhs, *args):
 
 def _nfsb_bwd(*args_and_residuals):
     *args, (lhs, rhs), g = args_and_residuals
-    # The shifted forward inside vjp is dead code after jit: only its transpose is kept.
-    _, vjp = jax.vjp(lambda x, w: _shifted_conv(x, w, *args), lhs, rhs)
-    return vjp(g)
+    groups = args[4]
+    # The forward inside each vjp is dead code after jit: only its transpose is kept.
+    _, shifted_vjp = jax.vjp(lambda x, w: _shifted_conv(x, w, *args), lhs, rhs)
+    if groups != 1:
+        return shifted_vjp(g)
+    # Dense: the native input gradient (a plain conv, fast), the kernel gradient from the einsums.
+    _, native_vjp = jax.vjp(lambda x: _native(x, rhs, *args), lhs)
+    return native_vjp(g)[0], shifted_vjp(g)[1]
 
 
 _native_forward_shifted_backward.defvjp(_nfsb_fwd, _nfsb_bwd)

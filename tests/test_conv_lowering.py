@@ -87,7 +87,7 @@ def test_string_padding_and_input_dilation_match_native():
 
 
 def test_choice_is_native_off_cpu():
-    assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 8, 8), 1, backend="cpu") == "dense"
+    assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 8, 8), 1, backend="cpu") == "native"
     assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 8, 8), 1, backend="gpu") == "native"
     assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 1, 8), 8, backend="cpu") == "depthwise"
     assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 2, 8), 4, backend="cpu") == "grouped"
@@ -103,6 +103,7 @@ def test_env_var_selects_the_lowering(monkeypatch):
     monkeypatch.setenv("JAXZOO_CONV", "native")
     assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 1, 8), 8, backend="cpu") == "native"
     monkeypatch.setenv("JAXZOO_CONV", "fast")
+    assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 8, 8), 1, backend="cpu") == "dense"
     assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 1, 8), 8, backend="tpu") == "depthwise"
 
 

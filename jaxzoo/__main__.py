@@ -1,4 +1,4 @@
-"""python -m jaxzoo {list,convert,check} ..."""
+"""python -m jaxzoo {list,convert,check,bench} ..."""
 from __future__ import annotations
 
 import argparse
@@ -58,6 +58,18 @@ def cmd_check(args) -> int:
     return 0 if result.ok() else 1
 
 
+def cmd_bench(args) -> int:
+    from jaxzoo import bench
+
+    modes = ["train", "infer"] if args.mode == "both" else [args.mode]
+    rows = bench.run(args.models, modes, batch=args.batch, size=args.size, dtype=args.dtype,
+                     threads=args.threads, repeats=args.repeats, steps=args.steps,
+                     compare=None if args.compare == "none" else args.compare,
+                     torch_format=args.torch_format, out=args.out, cache_dir=args.cache_dir)
+    print(bench.markdown(rows), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m jaxzoo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +95,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("bench", help="images/s of jaxzoo beside torchvision, same threads and batch")
+    p.add_argument("--models", nargs="+", default=["resnet18", "resnet50", "resnext50_32x4d"])
+    p.add_argument("--mode", choices=["train", "infer", "both"], default="train")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    p.add_argument("--compare", choices=["torch", "none"], default="torch")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for both frameworks")
+    p.add_argument("--repeats", type=int, default=5, help="interleaved repeats (median reported)")
+    p.add_argument("--steps", type=int, default=3, help="timed calls per repeat")
+    p.add_argument("--torch-format", choices=["channels_last", "contiguous"],
+                   default="channels_last")
+    p.add_argument("--out", default=None, help="markdown table path (CSV beside it)")
+    p.add_argument("--cache-dir", default=None, help="JAX persistent compilation cache")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -14,6 +14,8 @@ import numpy as np
 from flax import linen as nn
 from jax import lax
 
+from jaxzoo.models.conv_lowering import conv_general_dilated
+
 Dtype = Any
 
 # torchvision's initializers, in flax terms.
@@ -64,6 +66,8 @@ def conv(
         param_dtype=jnp.float32,
         kernel_init=kernel_init,
         bias_init=bias_init,
+        # Grouped/depthwise convs get a formulation XLA:CPU runs well (same parameters and numbers).
+        conv_general_dilated=conv_general_dilated,
         name=name,
     )
 

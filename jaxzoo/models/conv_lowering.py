@@ -1,0 +1,200 @@
+"""A backend-aware drop-in for ``lax.conv_general_dilated`` (what ``nn.Conv`` calls).
+
+XLA's CPU backend runs grouped and depthwise convolutions (``feature_group_count > 1``) far slower
+than PyTorch does: a 32-group 3x3 conv's forward+backward is hundreds of times slower, a depthwise
+3x3 about ten times. The same arithmetic written as one small product per kernel tap runs well:
+
+- depthwise (one input channel per group): for each of the kh*kw taps, a shifted (and strided) view
+  of the padded input times that tap's per-channel weights, summed. Elementwise only, so XLA fuses
+  the whole thing (and its gradient) into a few loops.
+- grouped (several input channels per group): for each tap, an einsum of the shifted view, split
+  into (groups, channels per group), with that tap's (channels in, groups, channels out) weights:
+  a batched matmul over groups. XLA:CPU's native grouped forward is faster than this one, only its
+  backward is slow, so grouped convs keep the native forward and take the gradient of the einsums
+  (a ``custom_vjp``).
+
+- dense (only with ``fast``): XLA's native forward and input gradient, the kernel gradient from
+  the per-tap einsums (kh*kw matmuls contracting over N*H*W, instead of XLA's
+  whole-feature-map-window convolution).
+
+All keep the HWIO kernel layout and ``feature_group_count`` semantics (stride, explicit or string
+padding, kernel dilation, input dilation), so parameters, checkpoints and torchvision conversion are
+unchanged. On GPU and TPU every conv stays XLA's native one (cuDNN there). Measurements:
+benchmarks/README.md.
+
+The choice is made when the function is traced: ``auto`` (default) uses the grouped and depthwise
+formulations above on CPU only; ``native`` always calls ``lax.conv_general_dilated``; ``fast`` uses them on any backend
+(for experiments and tests). Set it with the environment variable ``JAXZOO_CONV`` or, around the
+code that traces the model, ``with conv_impl("native"): ...``.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+_CHOICES = ("auto", "native", "fast")
+_override: str | None = None
+
+
+@contextlib.contextmanager
+def conv_impl(choice: str):
+    """Trace convolutions with ``choice`` ('auto', 'native' or 'fast') inside this block.
+
+    It acts at trace time: a function jitted inside the block keeps the choice it was traced with.
+    """
+    global _override
+    if choice not in _CHOICES:
+        raise ValueError(f"conv_impl must be one of {_CHOICES}, got {choice!r}")
+    previous, _override = _override, choice
+    try:
+        yield
+    finally:
+        _override = previous
+
+
+def current_choice() -> str:
+    choice = _override or os.environ.get("JAXZOO_CONV", "auto")
+    if choice not in _CHOICES:
+        raise ValueError(f"JAXZOO_CONV must be one of {_CHOICES}, got {choice!r}")
+    return choice
+
+
+def _is_nhwc_hwio(lhs, rhs, dimension_numbers) -> bool:
+    if lhs.ndim != 4 or rhs.ndim != 4:
+        return False
+    dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+    nhwc_hwio = lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
+    return tuple(dn) == tuple(nhwc_hwio)
+
+
+def lowering_for(lhs_shape, rhs_shape, feature_group_count: int, batch_group_count: int = 1,
+                 backend: str | None = None) -> str:
+    """Which formulation a conv of these (NHWC, HWIO) shapes gets: 'native', 'dense', 'depthwise'
+    or 'grouped'."""
+    choice = current_choice()
+    backend = backend or jax.default_backend()
+    if choice == "native" or (choice == "auto" and backend != "cpu"):
+        return "native"
+    if batch_group_count != 1:
+        return "native"
+    if feature_group_count == 1:
+        # The dense lowering wins per layer (1.0-2.4x fwd+bwd) but not per model (resnet18 train
+        # gradient 0.96-1.01x) and compiles slower, so only an explicit 'fast' asks for it.
+        return "dense" if choice == "fast" else "native"
+    if rhs_shape[2] == 1:
+        return "depthwise"
+    return "grouped"
+
+
+def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding,
+                         lhs_dilation: Sequence[int] | None = None,
+                         rhs_dilation: Sequence[int] | None = None,
+                         dimension_numbers=None, feature_group_count: int = 1,
+                         batch_group_count: int = 1, precision=None,
+                         preferred_element_type=None):
+    """``lax.conv_general_dilated`` with grouped/depthwise 2-D convs lowered for XLA:CPU."""
+    native = lambda: lax.conv_general_dilated(  # noqa: E731
+        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+        dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
+        batch_group_count=batch_group_count, precision=precision,
+        preferred_element_type=preferred_element_type)
+    if not _is_nhwc_hwio(lhs, rhs, dimension_numbers):
+        return native()
+    method = lowering_for(lhs.shape, rhs.shape, feature_group_count, batch_group_count)
+    if method == "native":
+        return native()
+    if not isinstance(padding, str):
+        padding = tuple(tuple(p) for p in padding)
+    args = (tuple(window_strides), padding, tuple(lhs_dilation or (1, 1)),
+            tuple(rhs_dilation or (1, 1)), feature_group_count, precision, preferred_element_type)
+    if method == "depthwise":
+        return _shifted_conv(lhs, rhs, *args)
+    return _native_forward_shifted_backward(lhs, rhs, *args)
+
+
+def _native(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation, groups, precision,
+            preferred_element_type):
+    return lax.conv_general_dilated(
+        lhs, rhs, strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups,
+        precision=precision, preferred_element_type=preferred_element_type)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6, 7, 8))
+def _native_forward_shifted_backward(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation,
+                                     groups, precision, preferred_element_type):
+    # XLA:CPU's native forward is the faster one for dense and grouped convs; what is slow is the
+    # backward (30-60x for 32-group convs). XLA computes the kernel gradient as a convolution whose
+    # window is the whole feature map; the per-tap einsums make it kh*kw matmuls with N*H*W as the
+    # contraction. (Being a custom_vjp, it has no second derivative.)
+    return _native(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation, groups, precision,
+                   preferred_element_type)
+
+
+def _nfsb_fwd(lhs, rhs, *args):
+    return _native_forward_shifted_backward(lhs, rhs, *args), (lhs, rhs)
+
+
+def _nfsb_bwd(*args_and_residuals):
+    *args, (lhs, rhs), g = args_and_residuals
+    groups = args[4]
+    # The forward inside each vjp is dead code after jit: only its transpose is kept.
+    _, shifted_vjp = jax.vjp(lambda x, w: _shifted_conv(x, w, *args), lhs, rhs)
+    if groups != 1:
+        return shifted_vjp(g)
+    # Dense: the native input gradient (a plain conv, fast), the kernel gradient from the einsums.
+    _, native_vjp = jax.vjp(lambda x: _native(x, rhs, *args), lhs)
+    return native_vjp(g)[0], shifted_vjp(g)[1]
+
+
+_native_forward_shifted_backward.defvjp(_nfsb_fwd, _nfsb_bwd)
+
+
+def _taps(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation):
+    """Pad (and dilate) the input once; yield (i, j, view) for each kernel tap, where ``view`` is
+    the (N, OH, OW, C) slice of the padded input that tap (i, j) multiplies."""
+    kh, kw = rhs.shape[:2]
+    if isinstance(padding, str):
+        dilated_in = [(n - 1) * d + 1 for n, d in zip(lhs.shape[1:3], lhs_dilation)]
+        dilated_k = [(k - 1) * d + 1 for k, d in zip((kh, kw), rhs_dilation)]
+        padding = lax.padtype_to_pads(dilated_in, dilated_k, strides, padding)
+    (pt, pb), (pl, pr) = padding
+    # lax.pad does input dilation (interior padding) and negative padding, as the conv would.
+    x = lax.pad(lhs, jnp.zeros((), lhs.dtype),
+                [(0, 0, 0), (pt, pb, lhs_dilation[0] - 1), (pl, pr, lhs_dilation[1] - 1), (0, 0, 0)])
+    (sh, sw), (dh, dw) = strides, rhs_dilation
+    oh = (x.shape[1] - ((kh - 1) * dh + 1)) // sh + 1
+    ow = (x.shape[2] - ((kw - 1) * dw + 1)) // sw + 1
+    for i in range(kh):
+        for j in range(kw):
+            start = (0, i * dh, j * dw, 0)
+            limit = (x.shape[0], i * dh + (oh - 1) * sh + 1, j * dw + (ow - 1) * sw + 1, x.shape[3])
+            yield i, j, lax.slice(x, start, limit, (1, sh, sw, 1))
+
+
+def _shifted_conv(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation, groups, precision,
+                  preferred_element_type):
+    kh, kw, cin_g, cout = rhs.shape
+    cout_g = cout // groups
+    out_dtype = preferred_element_type or jnp.result_type(lhs.dtype, rhs.dtype)
+    out = None
+    for i, j, view in _taps(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation):
+        n, oh, ow, _ = view.shape
+        if cin_g == 1:
+            # Depthwise (with channel multiplier cout_g): out[..., g, m] += x[..., g] * w[g, m].
+            w = rhs[i, j, 0].reshape(groups, cout_g)
+            term = (view[..., None] * w).reshape(n, oh, ow, cout).astype(out_dtype)
+        else:
+            # Grouped: a batched matmul over groups. HWIO's O axis is group-major (g * cout_g + o).
+            w = rhs[i, j].reshape(cin_g, groups, cout_g)
+            term = jnp.einsum("nhwgc,cgo->nhwgo", view.reshape(n, oh, ow, groups, cin_g), w,
+                              precision=precision, preferred_element_type=preferred_element_type)
+            term = term.reshape(n, oh, ow, cout).astype(out_dtype)
+        out = term if out is None else out + term
+    return out

@@ -1,0 +1,200 @@
+"""The CPU lowering of grouped/depthwise convs gives XLA's native conv's numbers: outputs and
+gradients, layer by layer and through whole models (against torchvision too)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from flax import linen as nn
+
+import jaxzoo
+from jaxzoo.convert import from_torch, parity
+from jaxzoo.models import conv_lowering, layers
+from tests.conftest import assert_parity, compiled_apply, photo_batch
+
+# (name, input (n, h, w, c), kernel (kh, kw), out channels, groups, stride, padding, dilation)
+CASES = [
+    ("dense3x3", (2, 8, 8, 6), (3, 3), 10, 1, 1, ((1, 1), (1, 1)), 1),
+    ("dense3x3_s2", (2, 9, 9, 6), (3, 3), 8, 1, 2, ((1, 1), (1, 1)), 1),
+    ("dense7x7_s2", (2, 16, 16, 3), (7, 7), 8, 1, 2, ((3, 3), (3, 3)), 1),
+    ("dense1x1_s2", (2, 9, 9, 8), (1, 1), 16, 1, 2, ((0, 0), (0, 0)), 1),
+    ("dense1x7", (2, 9, 9, 8), (1, 7), 8, 1, 1, ((0, 0), (3, 3)), 1),
+    ("dense_dilated", (2, 12, 12, 4), (3, 3), 4, 1, 1, ((2, 2), (2, 2)), 2),
+    ("depthwise3x3", (2, 9, 9, 8), (3, 3), 8, 8, 1, ((1, 1), (1, 1)), 1),
+    ("depthwise3x3_s2", (2, 9, 10, 8), (3, 3), 8, 8, 2, ((1, 1), (1, 1)), 1),
+    ("depthwise5x5_s2", (2, 11, 11, 6), (5, 5), 6, 6, 2, ((2, 2), (2, 2)), 1),
+    ("depthwise_multiplier2", (2, 8, 8, 4), (3, 3), 8, 4, 1, ((1, 1), (1, 1)), 1),
+    ("depthwise_dilated", (2, 12, 12, 6), (3, 3), 6, 6, 1, ((2, 2), (2, 2)), 2),
+    ("grouped2", (2, 8, 8, 8), (3, 3), 12, 2, 1, ((1, 1), (1, 1)), 1),
+    ("grouped4_s2", (2, 9, 9, 16), (3, 3), 16, 4, 2, ((1, 1), (1, 1)), 1),
+    ("grouped32_s1", (2, 6, 6, 64), (3, 3), 64, 32, 1, ((1, 1), (1, 1)), 1),
+    ("grouped32_s2", (2, 7, 7, 64), (3, 3), 64, 32, 2, ((1, 1), (1, 1)), 1),
+    ("grouped_dilated", (2, 11, 11, 8), (3, 3), 8, 4, 1, ((2, 2), (2, 2)), 2),
+    ("grouped1x7", (2, 9, 9, 8), (1, 7), 8, 2, 1, ((0, 0), (3, 3)), 1),
+    ("grouped7x1", (2, 9, 9, 8), (7, 1), 8, 2, 1, ((3, 3), (0, 0)), 1),
+    ("grouped1x1", (2, 5, 5, 8), (1, 1), 16, 4, 1, ((0, 0), (0, 0)), 1),
+    ("grouped1x1_s2", (2, 5, 5, 8), (1, 1), 8, 8, 2, ((0, 0), (0, 0)), 1),
+    ("grouped_asymmetric_pad", (2, 8, 8, 8), (3, 3), 8, 4, 2, ((0, 1), (1, 0)), 1),
+]
+
+
+def _conv(choice, x, w, stride, padding, dilation, groups, **kwargs):
+    with conv_lowering.conv_impl(choice):
+        return conv_lowering.conv_general_dilated(
+            x, w, (stride, stride), padding, rhs_dilation=(dilation, dilation),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups, **kwargs)
+
+
+def _value_and_grads(choice, x, w, g, *conv_args):
+    # A random cotangent g, so every output position and channel weighs differently.
+    def loss(x, w):
+        return jnp.sum(_conv(choice, x, w, *conv_args) * g)
+
+    out = _conv(choice, x, w, *conv_args)
+    return (out,) + jax.grad(loss, argnums=(0, 1))(x, w)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_fast_lowering_matches_native_conv(case):
+    _, shape, (kh, kw), cout, groups, stride, padding, dilation = case
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal((kh, kw, shape[-1] // groups, cout)).astype(np.float32)
+    conv_args = (stride, padding, dilation, groups)
+    out_shape = jax.eval_shape(lambda: _conv("native", x, w, *conv_args)).shape
+    g = rng.standard_normal(out_shape).astype(np.float32)
+
+    with conv_lowering.conv_impl("fast"):
+        method = conv_lowering.lowering_for(x.shape, w.shape, groups)
+    assert method == ("dense" if groups == 1 else
+                      "depthwise" if shape[-1] == groups else "grouped")
+    native = _value_and_grads("native", x, w, g, *conv_args)
+    fast = _value_and_grads("fast", x, w, g, *conv_args)
+    for what, a, b in zip(("output", "d/dinput", "d/dkernel"), fast, native):
+        assert a.shape == b.shape and a.dtype == b.dtype, what
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(np.abs(b).max()),
+                                   err_msg=what)
+
+
+def test_string_padding_and_input_dilation_match_native():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, 7, 8, 6)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 1, 6)).astype(np.float32)
+    for padding, lhs_dilation in (("SAME", (1, 1)), ("VALID", (1, 1)), (((1, 1), (1, 1)), (2, 2))):
+        outs = [_conv(c, x, w, 2, padding, 1, 6, lhs_dilation=lhs_dilation)
+                for c in ("fast", "native")]
+        np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5, err_msg=str(padding))
+
+
+def test_choice_is_native_off_cpu():
+    assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 8, 8), 1, backend="cpu") == "native"
+    assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 8, 8), 1, backend="gpu") == "native"
+    assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 1, 8), 8, backend="cpu") == "depthwise"
+    assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 2, 8), 4, backend="cpu") == "grouped"
+    assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 1, 8), 8, backend="gpu") == "native"
+    with conv_lowering.conv_impl("native"):
+        assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 1, 8), 8, backend="cpu") == "native"
+    with pytest.raises(ValueError):
+        with conv_lowering.conv_impl("fastest"):
+            pass
+
+
+def test_env_var_selects_the_lowering(monkeypatch):
+    monkeypatch.setenv("JAXZOO_CONV", "native")
+    assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 1, 8), 8, backend="cpu") == "native"
+    monkeypatch.setenv("JAXZOO_CONV", "fast")
+    assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 8, 8), 1, backend="cpu") == "dense"
+    assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 1, 8), 8, backend="tpu") == "depthwise"
+
+
+def test_layers_conv_uses_the_lowering():
+    module = layers.conv(8, 3, groups=8)
+    jaxpr = jax.make_jaxpr(lambda x: module.init_with_output(jax.random.PRNGKey(0), x)[0])(
+        jnp.zeros((1, 6, 6, 8)))
+    on_cpu = jax.default_backend() == "cpu"
+    assert ("conv_general_dilated" not in str(jaxpr)) == on_cpu
+
+
+def test_resnext50_matches_torchvision_logits_and_native_gradients():
+    name, size = "resnext50_32x4d", 64
+    torch_model = parity.torchvision_model(name)
+    parity.randomize_(torch_model, seed=3)
+    variables = from_torch(name, torch_model.state_dict())
+    model = jaxzoo.create_model(name)
+    images = photo_batch(size, num_random=1)
+    # Eval logits (grouped convs: native forward) against torchvision.
+    assert_parity(compiled_apply(model)(variables, images), parity.torch_forward(torch_model, images))
+
+    # Train-mode gradients (einsum kernel gradients, grouped input gradients) against the
+    # all-native model.
+    def loss(params, x):
+        logits, _ = model.apply({**variables, "params": params}, x, train=True,
+                                mutable=["batch_stats"])
+        return jnp.mean(jax.nn.log_softmax(logits)[:, 0])
+
+    # Small inputs: the all-native backward is the slow part of this test.
+    small = photo_batch(32, num_random=0)[:2]
+    grads = {}
+    for choice in ("fast", "native"):
+        with conv_lowering.conv_impl(choice):
+            grads[choice] = jax.jit(jax.grad(loss))(variables["params"], small)
+    flat_fast = jax.tree.leaves_with_path(grads["fast"])
+    flat_native = dict(jax.tree.leaves_with_path(grads["native"]))
+    assert len(flat_fast) == len(flat_native)
+    for path, g in flat_fast:
+        ref = np.asarray(flat_native[path])
+        np.testing.assert_allclose(g, ref, rtol=1e-3, atol=1e-4 * np.abs(ref).max() + 1e-9,
+                                   err_msg=jax.tree_util.keystr(path))
+
+
+class _TinyDepthwiseNet(nn.Module):
+    """Depthwise 3x3 (stride 2) -> BN -> ReLU -> pointwise -> grouped 3x3 -> pooled linear head."""
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        x = layers.conv(16, 3, 2, groups=16, name="dw")(x)
+        x = nn.relu(layers.BatchNorm(name="bn")(x, train))
+        x = layers.conv(32, 1, name="pw")(x)
+        x = layers.conv(32, 3, groups=4, name="gc")(x)
+        return layers.dense(10, name="fc")(layers.global_avg_pool(x))
+
+
+def _torch_tiny_depthwise_net():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(16, 16, 3, 2, 1, groups=16, bias=False), torch.nn.BatchNorm2d(16),
+        torch.nn.ReLU(), torch.nn.Conv2d(16, 32, 1, bias=False),
+        torch.nn.Conv2d(32, 32, 3, 1, 1, groups=4, bias=False),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(32, 10)).eval()
+
+
+def test_depthwise_model_matches_torch_logits_and_gradients():
+    tm = _torch_tiny_depthwise_net()
+    parity.randomize_(tm, seed=1)
+    sd = {k: v.detach().numpy() for k, v in tm.state_dict().items()}
+    hwio = lambda w: w.transpose(2, 3, 1, 0)  # noqa: E731
+    variables = {
+        "params": {"dw": {"kernel": hwio(sd["0.weight"])},
+                   "bn": {"scale": sd["1.weight"], "bias": sd["1.bias"]},
+                   "pw": {"kernel": hwio(sd["3.weight"])}, "gc": {"kernel": hwio(sd["4.weight"])},
+                   "fc": {"kernel": sd["7.weight"].T, "bias": sd["7.bias"]}},
+        "batch_stats": {"bn": {"mean": sd["1.running_mean"], "var": sd["1.running_var"]}},
+    }
+    x = np.random.default_rng(0).standard_normal((3, 15, 15, 16)).astype(np.float32)
+    model = _TinyDepthwiseNet()
+
+    def loss(params):
+        logits = model.apply({**variables, "params": params}, x)
+        return jnp.sum(logits * jnp.arange(10.0)), logits
+
+    with conv_lowering.conv_impl("fast"):
+        (_, logits), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(variables["params"])
+
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+    tl = tm(xt)
+    (tl * torch.arange(10.0)).sum().backward()
+    assert_parity(logits, tl.detach().numpy())
+    for ours, theirs in (("dw", "0"), ("pw", "3"), ("gc", "4")):
+        ref = hwio(getattr(tm, theirs).weight.grad.numpy())
+        np.testing.assert_allclose(grads[ours]["kernel"], ref, rtol=1e-4,
+                                   atol=1e-5 * np.abs(ref).max(), err_msg=ours)

@@ -47,7 +47,7 @@ def _assert_input_dependent(out, what):
 
 # --- train mode: auxiliary heads, batch statistics, running statistics ---------------------------
 
-def _check_train_mode(name, images, model_kwargs, seed):
+def _assert_train_mode_matches_torch(name, images, model_kwargs, seed):
     torch_model, variables = _torch_and_variables(name, seed, **model_kwargs)
     model = jaxzoo.create_model(name, **model_kwargs)
     torch_model.train()
@@ -76,7 +76,7 @@ def test_googlenet_train_mode_aux_heads_and_running_stats_match_torch():
     """(logits, aux2, aux1) in torchvision's order. At 96 px inception4a's map is 6x6, so the aux
     heads' adaptive 4x4 pooling has overlapping, uneven windows. Dropout 0 on both sides makes
     train mode deterministic; BatchNorm normalizes with batch statistics on both sides."""
-    _check_train_mode("googlenet", photo_batch(96),
+    _assert_train_mode_matches_torch("googlenet", photo_batch(96),
                       {"dropout": 0.0, "dropout_aux": 0.0}, seed=3)
 
 
@@ -84,7 +84,7 @@ def test_inception_v3_train_mode_aux_head_and_running_stats_match_torch():
     """(logits, aux) in torchvision's order, at 299 px: the smallest input the auxiliary head
     takes."""
     images = photo_batch(299)[[0, 1, 3]]  # two photos and a noise image keep the test quick
-    _check_train_mode("inception_v3", images,
+    _assert_train_mode_matches_torch("inception_v3", images,
                       {"dropout": 0.0}, seed=4)
 
 

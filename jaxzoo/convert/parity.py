@@ -12,7 +12,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxzoo.convert.torchvision import from_torch
+from jaxzoo.convert.torchvision import from_torch, load_state_dict, num_classes_of
 from jaxzoo.models.registry import create_model, get_spec
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -109,15 +109,12 @@ def check(name: str, weights: Any = None, *, size: int | None = None, batch: int
         torch_model = torchvision_model(name)
         randomize_(torch_model, seed)
     else:
-        from jaxzoo.convert.torchvision import load_state_dict
-
         state = {k: torch.from_numpy(v) for k, v in load_state_dict(weights).items()}
         num_classes = int(state[f"{spec.head[0]}.weight"].shape[0])
         torch_model = torchvision_model(name, num_classes=num_classes)
         torch_model.load_state_dict(state)
     variables = from_torch(name, torch_model.state_dict(), **model_kwargs)
-    num_classes = int(torch_model.state_dict()[f"{spec.head[0]}.weight"].shape[0])
-    model = create_model(name, num_classes=num_classes, **model_kwargs)
+    model = create_model(name, num_classes=num_classes_of(name, variables), **model_kwargs)
 
     if images is None:
         size = size or spec.default_size

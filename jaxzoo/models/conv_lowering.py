@@ -39,6 +39,10 @@ import jax.numpy as jnp
 from jax import lax
 
 _CHOICES = ("auto", "native", "fast")
+# Dense kxk convs on feature maps of at most this many pixels (8x8) run as im2col + one matmul:
+# XLA:CPU's native conv drops to 4-10 GFLOP/s there (a 3x3, 256-channel conv on 2x2 maps, batch
+# 32: 29 ms native, 1.9 ms as im2col), which made layer3/layer4 most of a 32-px ResNet's time.
+_IM2COL_MAX_PIXELS = 64
 _override: str | None = None
 
 
@@ -75,8 +79,8 @@ def _is_nhwc_hwio(lhs, rhs, dimension_numbers) -> bool:
 
 def lowering_for(lhs_shape, rhs_shape, feature_group_count: int, batch_group_count: int = 1,
                  backend: str | None = None) -> str:
-    """Which formulation a conv of these (NHWC, HWIO) shapes gets: 'native', 'dense', 'depthwise'
-    or 'grouped'."""
+    """Which formulation a conv of these (NHWC, HWIO) shapes gets: 'native', 'im2col', 'dense',
+    'depthwise' or 'grouped'."""
     choice = current_choice()
     backend = backend or jax.default_backend()
     if choice == "native" or (choice == "auto" and backend != "cpu"):
@@ -84,8 +88,11 @@ def lowering_for(lhs_shape, rhs_shape, feature_group_count: int, batch_group_cou
     if batch_group_count != 1:
         return "native"
     if feature_group_count == 1:
-        # The dense lowering wins per layer (1.0-2.4x fwd+bwd) but not per model (resnet18 train
-        # gradient 0.96-1.01x) and compiles slower, so only an explicit 'fast' asks for it.
+        kh, kw = rhs_shape[:2]
+        if kh * kw == 1 or lhs_shape[1] * lhs_shape[2] <= _IM2COL_MAX_PIXELS:
+            return "im2col"
+        # On larger maps XLA's forward wins; a per-tap kernel gradient wins per layer (1.0-2.4x
+        # fwd+bwd) but not per model (resnet18 0.96-1.01x) and compiles slower: 'fast' only.
         return "dense" if choice == "fast" else "native"
     if rhs_shape[2] == 1:
         return "depthwise"
@@ -115,6 +122,8 @@ def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding,
             tuple(rhs_dilation or (1, 1)), feature_group_count, precision, preferred_element_type)
     if method == "depthwise":
         return _shifted_conv(lhs, rhs, *args)
+    if method == "im2col":
+        return _im2col_conv(lhs, rhs, *args)
     return _native_forward_shifted_backward(lhs, rhs, *args)
 
 
@@ -176,6 +185,18 @@ def _taps(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation):
             start = (0, i * dh, j * dw, 0)
             limit = (x.shape[0], i * dh + (oh - 1) * sh + 1, j * dw + (ow - 1) * sw + 1, x.shape[3])
             yield i, j, lax.slice(x, start, limit, (1, sh, sw, 1))
+
+
+def _im2col_conv(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation, groups, precision,
+                 preferred_element_type):
+    """A dense conv as one matmul: the kh*kw shifted views concatenated along channels (tap-major,
+    as HWIO's kernel flattens) times the (kh*kw*C, O) kernel. A 1x1 conv is a plain matmul."""
+    assert groups == 1, groups
+    views = [view for _, _, view in _taps(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation)]
+    patches = views[0] if len(views) == 1 else jnp.concatenate(views, axis=-1)
+    out = jnp.einsum("nhwk,ko->nhwo", patches, rhs.reshape(-1, rhs.shape[-1]),
+                     precision=precision, preferred_element_type=preferred_element_type)
+    return out.astype(preferred_element_type or jnp.result_type(lhs.dtype, rhs.dtype))
 
 
 def _shifted_conv(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation, groups, precision,

@@ -72,16 +72,23 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], path: str, title:
     return path
 
 
+def _slug(dataset: str) -> str:
+    """``folder:~/photos/test`` -> ``folder_test``, ``shapes/tiny`` -> ``shapes_tiny``."""
+    if dataset.startswith("folder:"):
+        dataset = "folder_" + os.path.basename(os.path.normpath(dataset.partition(":")[2]))
+    return re.sub(r"[^A-Za-z0-9]+", "_", dataset).strip("_")
+
+
 def evaluate(workdir: str, dataset: str | None = None, split: str = "val",
-             data_dir: str | None = None, batch_size: int | None = None, step: int | None = None,
-             predictor: Predictor | None = None) -> dict:
-    """Evaluate the best checkpoint of ``workdir`` (or ``step``) on ``split`` ("val" or "train",
-    without augmentation) of ``dataset`` (default: the one it was trained on). Writes
-    ``evaluation_<split>.json`` and ``confusion_<split>.png`` into the workdir (with the
-    dataset's name in them when it is not the training dataset) and returns the summary."""
+             data_dir: str | None = None, batch_size: int | None = None,
+             step: int | None = None) -> dict:
+    """Evaluate the best checkpoint of ``workdir`` (or ``step``), in float32, on ``split``
+    ("val" or "train", without augmentation) of ``dataset`` (default: the one it was trained
+    on). Writes ``evaluation_<split>.json`` and ``confusion_<split>.png`` into the workdir (with
+    the dataset's name in them when it is not the training dataset); returns the summary."""
     from jaxzoo.data import get_datasets
 
-    predictor = predictor or Predictor.from_workdir(workdir, step=step)
+    predictor = Predictor.from_workdir(workdir, step=step)
     run = predictor.run
     config = run.config
     trained_on = config["dataset"]
@@ -109,7 +116,7 @@ def evaluate(workdir: str, dataset: str | None = None, split: str = "val",
     summary = {"workdir": run.workdir, "model": run.model, "step": run.step,
                "epoch": run.progress.get("epoch"), "dataset": dataset, "split": split,
                "image_size": predictor.image_size, **summarize(labels, top, predictor.class_names)}
-    suffix = split if dataset == trained_on else f"{re.sub(r'[^A-Za-z0-9]+', '_', dataset)}_{split}"
+    suffix = split if dataset == trained_on else f"{_slug(dataset)}_{split}"
     summary["confusion_png"] = plot_confusion(
         np.array(summary["confusion_matrix"]), predictor.class_names,
         os.path.join(run.workdir, f"confusion_{suffix}.png"),

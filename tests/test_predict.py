@@ -222,7 +222,7 @@ def test_the_best_checkpoint_is_used_not_the_latest(resnet_state, tmp_path):
 
 
 def test_torchvision_weights_predict_with_imagenet_class_names(torchvision_weights, photo_files,
-                                                              capsys):
+                                                              tmp_path, capsys):
     from torchvision.models._meta import _IMAGENET_CATEGORIES
 
     names = imagenet_class_names()
@@ -242,6 +242,13 @@ def test_torchvision_weights_predict_with_imagenet_class_names(torchvision_weigh
         assert line.startswith(f"{path_}  {names[top]} {probabilities[top]:.4f}  ("), line
         assert line.count(", ") == 3  # the four next classes
     assert_same_predictions(predictor.predict(photo_files), expected, names)
+
+    # Converted with `python -m jaxzoo convert`: the directory says which model it holds.
+    code, _, _ = run_cli(capsys, "convert", "resnet18", path, "--out", tmp_path / "converted")
+    assert code == 0
+    code, stdout, _ = run_cli(capsys, "predict", "--weights", tmp_path / "converted",
+                              "--image-size", 32, *photo_files)
+    assert code == 0 and stdout.splitlines() == lines
 
 
 def test_export_of_a_model_without_torchvision_counterpart_says_so(shapes_run, tmp_path, capsys):

@@ -106,8 +106,8 @@ def write_run(workdir, config, class_names, checkpoints):
 
 @pytest.fixture(scope="module")
 def resnet_state(torchvision_weights):
-    """resnet18 set up to fine-tune ``torchvision_weights`` for four classes, as training does
-    (new head), and its train state."""
+    """resnet18 set up to fine-tune the head of ``torchvision_weights`` for four classes, as
+    training does (new head; the optimizer keeps state for the head only), and its train state."""
     import jax
     from configs.default import get_default_config
 
@@ -115,7 +115,7 @@ def resnet_state(torchvision_weights):
     from jaxzoo.train.state import create_train_state, initial_variables
 
     config = get_default_config("resnet18")
-    config.update(dict(image_size=32, init_from=str(torchvision_weights[0]),
+    config.update(dict(image_size=32, init_from=str(torchvision_weights[0]), trainable="head",
                        checkpoints_to_keep=1))
     model = create_model("resnet18", num_classes=len(RESNET_CLASSES))
     variables = initial_variables(config, model, len(RESNET_CLASSES), jax.random.PRNGKey(0),

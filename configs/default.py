@@ -17,7 +17,8 @@ def get_default_config(model: str, family: str = "imagenet") -> ml_collections.C
     config.data_dir = ""          # TFDS data_dir; "" = TFDS's default (~/tensorflow_datasets)
     config.image_size = 224 if family == "imagenet" else 32
     config.val_fraction = 0.1     # held out when the dataset has no validation split
-    config.augment = True
+    config.augment = True         # RandomResizedCrop + horizontal flip; False: eval transform
+    config.crop_scale = ()        # RandomResizedCrop's area range; () = the dataset's default
     config.batch_size = 32 if family == "imagenet" else 128   # global, over all devices
     config.eval_batch_size = 0    # 0 = batch_size
 
@@ -43,14 +44,22 @@ def get_default_config(model: str, family: str = "imagenet") -> ml_collections.C
 
 
 def shapes_preset(config: ml_collections.ConfigDict, family: str) -> ml_collections.ConfigDict:
-    """``--config=NAME:shapes``: the built-in offline dataset (3000 training, 600 validation
-    images), at a resolution and length a small CPU gets through in minutes."""
-    config.dataset = "shapes"
+    """``--config=NAME:shapes``: the built-in offline dataset, at a resolution and length a 2-core
+    CPU gets through in about eight minutes with ResNet-34.
+
+    ``shapes/large`` (12,000 training images) rather than the 3,000 of ``shapes``: ResNet-34
+    learns it from scratch to about 0.87 validation accuracy in 38k images whether they repeat or
+    not, but on 3,000 it overfits (train 0.87, validation 0.56 after 19k images). Mild crops: the
+    shapes are small at 32 px and a tight crop cuts them.
+    """
+    del family
+    config.dataset = "shapes/large"
     config.image_size = 32
+    config.crop_scale = (0.8, 1.0)
     config.batch_size = 32
-    config.num_epochs = 3
+    config.num_epochs = 4
     config.learning_rate = 1e-3
-    config.warmup_epochs = 0.3
+    config.warmup_epochs = 0.1
     return config
 
 

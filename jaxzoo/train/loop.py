@@ -40,7 +40,8 @@ def _load_data(config):
                         eval_batch_size=config.eval_batch_size or None, seed=config.seed,
                         data_dir=config.data_dir or None, val_fraction=config.val_fraction,
                         process_index=jax.process_index(), process_count=jax.process_count(),
-                        augment=config.augment)
+                        augment=config.augment,
+                        crop_scale=tuple(config.get("crop_scale", ())) or None)
 
 
 def evaluate(eval_step, state, mesh, data) -> dict:

@@ -1,7 +1,8 @@
-"""python -m jaxzoo {list,convert,check,bench} ..."""
+"""python -m jaxzoo {list,convert,check,predict,evaluate,export,bench} ..."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -58,6 +59,60 @@ def cmd_check(args) -> int:
     return 0 if result.ok() else 1
 
 
+def cmd_predict(args) -> int:
+    from jaxzoo.predict import Predictor, UnreadableImage
+
+    if args.workdir and (args.model or args.image_size):
+        raise ValueError("--model and --image-size go with --weights; a workdir knows its model "
+                         "and image size")
+    if args.top_k < 1:
+        raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
+    if args.workdir:
+        predictor = Predictor.from_workdir(args.workdir, batch_size=args.batch_size)
+    else:
+        predictor = Predictor.from_weights(args.model, args.weights, image_size=args.image_size,
+                                           batch_size=args.batch_size)
+    predicted, skipped = 0, []
+    for result in predictor.predict_files(args.images, top_k=args.top_k):
+        if isinstance(result, UnreadableImage):
+            skipped.append(result)
+            print(f"skipped {result.path}: {result.reason}", file=sys.stderr, flush=True)
+            continue
+        predicted += 1
+        print(json.dumps(result.to_json()) if args.json else f"{result.path}  {result}",
+              flush=True)
+    if skipped:
+        print(f"{len(skipped)} file(s) could not be read and were skipped", file=sys.stderr)
+    if not predicted:
+        print("error: no image could be predicted" + ("" if skipped else
+              f" (no image files in {' '.join(args.images)})"), file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from jaxzoo import evaluate
+
+    summary = evaluate.evaluate(args.workdir, dataset=args.dataset, split=args.split,
+                                data_dir=args.data_dir, batch_size=args.batch_size)
+    print(json.dumps(summary, indent=2) if args.json else evaluate.report(summary))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from jaxzoo.convert.export import class_names_path, export_workdir
+    from jaxzoo.workdir import read_config
+
+    path, constructor = export_workdir(args.workdir, args.out)
+    size = int(read_config(args.workdir)["image_size"])
+    print(f"wrote {path} (class names: {class_names_path(path)}); load it with:\n"
+          f"  model = {constructor}\n"
+          f"  model.load_state_dict(torch.load({path!r}))\n"
+          f"and prepare images as it was trained: transforms.Resize({int(size / 0.875)}), "
+          f"CenterCrop({size}), ToTensor(), Normalize(ImageNet mean and std)")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from jaxzoo import bench
 
@@ -112,6 +167,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("predict", help="classify images with a trained or converted model")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER",
+                   help="image files, or folders (walked for images)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--workdir", help="a training workdir: its best checkpoint")
+    source.add_argument("--weights", help="a torchvision .pth/.safetensors (with --model) or a "
+                        "directory from `python -m jaxzoo convert`")
+    p.add_argument("--model", help="the model the --weights file belongs to, e.g. resnet50")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="input side for --weights (default: the model's, e.g. 224)")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--json", action="store_true", help="one JSON object per image")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a "
+                       "training workdir's best checkpoint")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--dataset", default=None,
+                   help="a dataset spec as in config.dataset (default: the one trained on)")
+    p.add_argument("--split", choices=["val", "train"], default="val")
+    p.add_argument("--data-dir", default=None, help="TFDS data dir (default: the config's)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="print the JSON summary")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export", help="a training workdir's best checkpoint as a torchvision "
+                       "state dict (.pth)")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--out", required=True, help="the .pth file to write")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("bench", help="images/s of jaxzoo beside torchvision, same threads and batch")
     p.add_argument("--models", nargs="+", default=["resnet18", "resnet50", "resnext50_32x4d"])

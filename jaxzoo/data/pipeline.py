@@ -126,7 +126,19 @@ class Datasets:
     def val_batches(self):
         """This process's validation examples, each once, in ``val_steps`` batches; the last ones
         are padded with zeros where ``mask`` is False (every process yields the same count)."""
+        return self.eval_batches("val")
+
+    def eval_batches(self, split: str = "val"):
+        """``val_batches`` of the ``"val"`` or the ``"train"`` split: every example once,
+        prepared as for evaluation (no augmentation), the training examples in shuffled order."""
+        if split not in ("val", "train"):
+            raise ValueError(f'split must be "val" or "train", got {split!r}')
         size, batch = self.image_size, self.eval_batch_size_per_process
+        if split == "val":
+            examples, steps = self._source.val(), self.val_steps
+        else:
+            examples = self._source.train(_seed(self.seed, 0, self.process_index, 2))
+            steps = math.ceil(math.ceil(self.num_train / self.process_count) / batch)
 
         def preprocess(example):
             image, label = self._source.decode(example)
@@ -136,8 +148,8 @@ class Datasets:
         padding = tf.data.Dataset.from_tensors({
             "image": tf.zeros([size, size, 3], tf.float32), "label": tf.constant(0, tf.int32),
             "mask": tf.constant(False)}).repeat()
-        ds = self._source.val().map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.concatenate(padding).take(self.val_steps * batch)
+        ds = examples.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.concatenate(padding).take(steps * batch)
         ds = ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
         return ds.as_numpy_iterator()
 

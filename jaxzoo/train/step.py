@@ -76,8 +76,13 @@ def make_train_step(model, mesh, *, num_classes: int, aux_loss_weights=(), label
     def step(state, batch):
         dropout_rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step),
                                          lax.axis_index(AXIS))
+        # The replicated params are marked device-varying, so that each device's gradient is
+        # its own; else shard_map sums them over devices already and pmean keeps that sum,
+        # device-count times the mean (Adam hides the scale, but not after a resume on another
+        # device count, nor gradient clipping).
+        params = lax.pcast(state.params, AXIS, to="varying")
         grads, (metrics, batch_stats) = jax.grad(loss_fn, has_aux=True)(
-            state.params, state, batch["image"], batch["label"], dropout_rng)
+            params, state, batch["image"], batch["label"], dropout_rng)
         grads = lax.pmean(grads, AXIS)
         metrics = lax.pmean(metrics, AXIS)
         return state.apply_gradients(grads=grads, batch_stats=batch_stats), metrics

@@ -146,7 +146,8 @@ def get_datasets(dataset: str = "shapes", *, image_size: int = 64, global_batch_
                  eval_batch_size: int | None = None, seed: int = 0, data_dir: str | None = None,
                  val_fraction: float = 0.1, process_index: int | None = None,
                  process_count: int | None = None, augment: bool = True,
-                 crop_scale: tuple[float, float] | None = None) -> Datasets:
+                 crop_scale: tuple[float, float] | None = None,
+                 max_image_pixels: int = folder.MAX_IMAGE_PIXELS) -> Datasets:
     """The training and validation data of ``dataset``, for this process.
 
     ``dataset``: a TFDS name (``tf_flowers``, ``cifar10``, ``imagenette``, ...), ``folder:PATH``
@@ -154,7 +155,7 @@ def get_datasets(dataset: str = "shapes", *, image_size: int = 64, global_batch_
     built-in ``shapes`` (``shapes/CONFIG`` for another size, see ``jaxzoo.data.shapes``).
     Batch sizes are global (all processes together) and must divide by the number of processes.
     ``crop_scale``: RandomResizedCrop's area range; torchvision's (0.08, 1) by default, a milder
-    (0.35, 1) for ``shapes``.
+    (0.35, 1) for ``shapes``. ``max_image_pixels``: larger images of a folder are skipped.
     """
     if process_index is None or process_count is None:
         import jax
@@ -172,7 +173,8 @@ def get_datasets(dataset: str = "shapes", *, image_size: int = 64, global_batch_
 
     if dataset.startswith("folder:"):
         source = folder.folder_source(dataset.partition(":")[2], val_fraction=val_fraction,
-                                      process_index=process_index, process_count=process_count)
+                                      process_index=process_index, process_count=process_count,
+                                      max_pixels=max_image_pixels)
     else:
         if dataset == "shapes" or dataset.startswith("shapes/"):
             builder = tfds_source.shapes_builder(dataset, data_dir)

@@ -35,11 +35,15 @@ class QuadrantData:
         per = size // self.process_count
         return slice(start + self.process_index * per, start + (self.process_index + 1) * per)
 
-    def train_batches(self, epoch, start_step=0):
+    def train_indices(self, epoch, step):
+        """The training examples of this process's batch at ``step`` (0-based) of ``epoch``."""
         order = np.random.default_rng((self.seed, epoch)).permutation(self.num_train)
+        return order[step * self.batch_size:(step + 1) * self.batch_size][
+            self._local(0, self.batch_size)]
+
+    def train_batches(self, epoch, start_step=0):
         for step in range(start_step, self.steps_per_epoch):
-            idx = order[step * self.batch_size:(step + 1) * self.batch_size][
-                self._local(0, self.batch_size)]
+            idx = self.train_indices(epoch, step)
             yield {"image": self.train[0][idx], "label": self.train[1][idx]}
 
     def val_batches(self):

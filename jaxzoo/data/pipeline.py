@@ -142,6 +142,25 @@ class Datasets:
         return ds.as_numpy_iterator()
 
 
+def _prepared_builder(make_builder, dataset: str):
+    """``make_builder()``, its dataset prepared (downloaded or generated): by process 0 first,
+    then by the others, which find it prepared where the data dir is shared and prepare their
+    own copy where it is not. Processes writing one data dir at once collide."""
+    import jax
+
+    if jax.process_count() == 1 or jax.process_index() == 0:
+        builder = make_builder()
+        tfds_source.prepare(builder, dataset)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"jaxzoo: {dataset} prepared")
+        if jax.process_index() != 0:  # a builder made now sees what process 0 wrote
+            builder = make_builder()
+            tfds_source.prepare(builder, dataset)
+    return builder
+
+
 def get_datasets(dataset: str = "shapes", *, image_size: int = 64, global_batch_size: int = 32,
                  eval_batch_size: int | None = None, seed: int = 0, data_dir: str | None = None,
                  val_fraction: float = 0.1, process_index: int | None = None,
@@ -177,11 +196,11 @@ def get_datasets(dataset: str = "shapes", *, image_size: int = 64, global_batch_
                                       max_pixels=max_image_pixels)
     else:
         if dataset == "shapes" or dataset.startswith("shapes/"):
-            builder = tfds_source.shapes_builder(dataset, data_dir)
+            make_builder = lambda: tfds_source.shapes_builder(dataset, data_dir)  # noqa: E731
             crop_scale = crop_scale or SHAPES_CROP_SCALE
         else:
-            builder = tfds_source.tfds_builder(dataset, data_dir)
-        tfds_source.prepare(builder, dataset)
+            make_builder = lambda: tfds_source.tfds_builder(dataset, data_dir)  # noqa: E731
+        builder = _prepared_builder(make_builder, dataset)
         source = tfds_source.tfds_source(builder, val_fraction, process_index, process_count)
 
     if source.num_train < global_batch_size:

@@ -118,7 +118,7 @@ def run(config, workdir: str, command: str | None = None, **kwargs) -> int:
         records = train_and_evaluate(config, workdir, **kwargs)
     except TrainingInterrupted as e:
         if is_main:
-            again = f"; resume with: {command}" if command else ""
+            again = f". Resume with: {command}" if command else ""
             print(f"stopped: {e}{again}", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     except Exception as e:

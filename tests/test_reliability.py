@@ -176,7 +176,7 @@ def test_kill_9_sigterm_and_sigint_at_random_moments_then_resume_as_if_never_sto
         assert run.finish() == EXIT_INTERRUPTED, run.output()
         name = "SIGTERM" if fault == "sigterm" else "SIGINT"
         message = re.search(rf"stopped: training stopped by {name} at step (\d+) .*"
-                            rf"resume with: train_driver.py", "\n".join(run.err))
+                            rf"Resume with: train_driver.py", "\n".join(run.err))
         assert message, run.output()
         assert _steps(workdir)[-1] == int(message[1])  # a checkpoint of the current step
         print(f"fault {fault}: last batch {max(run.batches())}, stopped at step {message[1]}, "
@@ -212,39 +212,61 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def two_processes(tmp_path_factory, cache):
-    """The reference's configuration trained by two processes of one CPU device each."""
-    workdir, port = tmp_path_factory.mktemp("two_processes") / "run", _free_port()
-    procs = [Driver(workdir, devices=1, cache=cache,
-                    env={"JAX_COORDINATOR_ADDRESS": f"localhost:{port}",
-                         "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(i)})
-             for i in range(2)]
+def _start_two_processes(workdir, cache, *args):
+    env = {"JAX_COORDINATOR_ADDRESS": f"localhost:{_free_port()}", "JAX_NUM_PROCESSES": "2"}
+    return [Driver(workdir, *args, devices=1, cache=cache, env={**env, "JAX_PROCESS_ID": str(i)})
+            for i in range(2)]
+
+
+def _finish_all(procs):
     try:
-        codes = [p.finish(timeout=300) for p in procs]
+        return [p.finish(timeout=300) for p in procs]
     finally:
         for p in procs:
             p.proc.kill()
-    assert codes == [0, 0], "\n\n".join(p.output() for p in procs)
-    return workdir, procs
 
 
-def test_two_processes_on_jax_distributed_train_in_lock_step_like_one(reference, two_processes):
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory, cache):
+    """The reference's configuration trained by two processes of one CPU device each; process 1
+    alone gets a SIGTERM at a random batch, then both are started again."""
+    workdir = tmp_path_factory.mktemp("two_processes") / "run"
+    first = _start_two_processes(workdir, cache, "--delay", "0.05")
+    first[1].wait_for(r"^batch ", count=random.Random(0).randint(3, 12))
+    first[1].proc.send_signal(signal.SIGTERM)
+    codes = _finish_all(first)
+    assert codes == [EXIT_INTERRUPTED] * 2, "\n\n".join(p.output() for p in first)
+    second = _start_two_processes(workdir, cache)
+    codes = _finish_all(second)
+    assert codes == [0, 0], "\n\n".join(p.output() for p in second)
+    return workdir, first, second
+
+
+def test_two_processes_on_jax_distributed_stop_together_and_train_in_lock_step_like_one(
+        reference, two_processes):
     ref_workdir, ref_batches = reference
-    workdir, procs = two_processes
-    assert "with 2 cpu device(s) in 2 process(es)" in procs[0].out[0]
-    logs = [re.compile(r"^(training|resuming|\[epoch|done)"), re.compile(r"^(epoch|stopped|error)")]
-    assert sum(bool(logs[0].match(line)) for line in procs[0].out) == 2 + EPOCHS
-    assert not [line for line in procs[1].out if logs[0].match(line)]  # only process 0 logs
-    assert not [line for line in procs[1].err if logs[1].match(line)]  # (and shows progress)
+    workdir, first, second = two_processes
+    assert "with 2 cpu device(s) in 2 process(es)" in first[0].out[0]
+    # SIGTERM reached process 1 only; both saved the same step, together, and stopped.
+    stopped = re.search(r"stopped: training stopped by a signal to another process at step "
+                        r"(\d+) ", "\n".join(first[0].err))
+    assert stopped, first[0].output()
+    step = int(stopped[1])
+    assert step in _steps(workdir)
+    for p, q in zip(first, second):
+        assert max(p.batches()) == step and min(q.batches()) == step + 1
+    assert second[0].resumed_at() == step
+    # Only process 0 logs (and shows progress).
+    assert sum(line.startswith("[epoch") for p in (first[0], second[0]) for line in p.out) == EPOCHS
+    for p in (first[1], second[1]):
+        assert not [line for line in p.out if re.match(r"(training|resuming|\[epoch|done)", line)]
+        assert not [line for line in p.err if re.match(r"(epoch|stopped|error)", line)]
     # Each process fed its own half of every global batch, step by step.
-    halves = [p.batches() for p in procs]
-    assert sorted(halves[0]) == sorted(halves[1]) == list(range(1, LAST_STEP + 1))
+    halves = [{**p.batches(), **q.batches()} for p, q in zip(first, second)]
     for step, indices in ref_batches.items():
         assert halves[0][step] + halves[1][step] == indices
         assert not set(halves[0][step]) & set(halves[1][step])
-    assert _steps(workdir) == _steps(ref_workdir)  # one set of checkpoints, written together
-    _assert_states(_restore(ref_workdir, LAST_STEP), _restore(workdir, LAST_STEP))
+    _assert_states(_restore(ref_workdir, LAST_STEP), _restore(workdir, LAST_STEP))  # bitwise
     assert _metrics(workdir) == _metrics(ref_workdir)
 
 

@@ -152,7 +152,8 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
             records = [r for r in report.read_metrics(workdir) if r["epoch"] < first_epoch]
         sums = progress.get("sums", sums) if start_step else sums
         log(f"resuming from {manager.directory} at step {progress['step']} (epoch {first_epoch}, "
-            f"step {start_step} of {steps_per_epoch}; best val_accuracy {best:.3f})")
+            f"step {start_step} of {steps_per_epoch}; best val_accuracy "
+            f"{f'{best:.3f}' if math.isfinite(best) else 'none yet'})")
 
     mask = trainable_mask(config.model, variables["params"], config.trainable)
     train_step = make_train_step(
@@ -173,8 +174,8 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
                  else f"epoch {epoch}, step {epoch_step} of {steps_per_epoch}")
         return TrainingInterrupted(
             f"training stopped by {stop.signal or 'a signal to another process'} at step {step} "
-            f"({where}); the checkpoint of that step is in {manager.directory}. Train again with "
-            f"the same workdir to resume from it", signal=stop.signal, step=step)
+            f"({where}); the checkpoint of that step is in {manager.directory}, and training "
+            f"again in the same workdir resumes from it", signal=stop.signal, step=step)
 
     step = (first_epoch - 1) * steps_per_epoch + start_step
     try:

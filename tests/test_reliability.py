@@ -33,7 +33,7 @@ DRIVER = os.path.join(ROOT, "tests", "train_driver.py")
 EXIT_INTERRUPTED = 75  # train.py's
 STEPS_PER_EPOCH, EPOCHS = 8, 3
 LAST_STEP = STEPS_PER_EPOCH * EPOCHS
-# More fault sequences: JAXZOO_FAULT_SEEDS=1,2,3 python -m pytest tests/test_reliability.py -k kill -s
+# More fault sequences: JAXZOO_FAULT_SEEDS=1,2,3 pytest tests/test_reliability.py -k kill -s
 FAULT_SEEDS = [int(s) for s in os.environ.get("JAXZOO_FAULT_SEEDS", "0").split(",")]
 
 
@@ -145,9 +145,10 @@ def reference(tmp_path_factory, cache):
 def test_kill_9_sigterm_and_sigint_at_random_moments_then_resume_as_if_never_stopped(
         reference, cache, tmp_path, seed):
     ref_workdir, ref_batches = reference
-    workdir, rng, runs = tmp_path / "run", random.Random(seed), []
+    workdir, rng, runs, latest_before = tmp_path / "run", random.Random(seed), [], []
     for fault in ["kill", "sigterm", "kill", "kill_in_save", "sigint", "kill"]:
         before = _steps(workdir)
+        latest_before.append(before[-1] if before else 0)
         remaining = LAST_STEP - (before[-1] if before else 0)
         run = Driver(workdir, "--delay", "0.05",
                      *(["--hang-in-commit", "60"] if fault == "kill_in_save" else []),
@@ -182,6 +183,7 @@ def test_kill_9_sigterm_and_sigint_at_random_moments_then_resume_as_if_never_sto
         print(f"fault {fault}: last batch {max(run.batches())}, stopped at step {message[1]}, "
               f"exit {EXIT_INTERRUPTED}")
 
+    latest_before.append(_steps(workdir)[-1])
     final = Driver(workdir, cache=cache)
     runs.append(final)
     assert final.finish() == 0, final.output()
@@ -191,9 +193,10 @@ def test_kill_9_sigterm_and_sigint_at_random_moments_then_resume_as_if_never_sto
     # Each run resumed from the latest checkpoint on disk and went on with the next batch; the
     # batches that made the final state are the uninterrupted run's, each example once an epoch.
     trained = {}
-    for run in runs:
+    for run, latest in zip(runs, latest_before):
+        assert run.resumed_at() == latest, run.output()  # the latest complete checkpoint
         batches = run.batches()
-        assert min(batches) == run.resumed_at() + 1, run.output()
+        assert min(batches) == latest + 1, run.output()
         trained.update(batches)
     assert trained == ref_batches
     for epoch in range(EPOCHS):

@@ -8,7 +8,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from tqdm import tqdm
 
 from jaxzoo.models import create_model
@@ -134,7 +133,8 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
     if first_epoch > config.num_epochs:
         best = progress["best_val_accuracy"]
         log(f"already trained for {progress['epoch']} epoch(s) in {workdir} (best val_accuracy "
-            f"{best if best is None else round(best, 3)}); raise --config.num_epochs to train longer")
+            f"{best if best is None else round(best, 3)}); raise --config.num_epochs to train "
+            f"longer")
         manager.close()
         return progress.get("records") or report.read_metrics(workdir)
     # When resuming, the checkpoint has every weight: init_from would only be overwritten.

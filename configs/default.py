@@ -19,6 +19,7 @@ def get_default_config(model: str, family: str = "imagenet") -> ml_collections.C
     config.val_fraction = 0.1     # held out when the dataset has no validation split
     config.augment = True         # RandomResizedCrop + horizontal flip; False: eval transform
     config.crop_scale = ()        # RandomResizedCrop's area range; () = the dataset's default
+    config.max_image_pixels = 89_478_485  # folder: larger images are skipped (PIL's own limit)
     config.batch_size = 32 if family == "imagenet" else 128   # global, over all devices
     config.eval_batch_size = 0    # 0 = batch_size
 
@@ -31,13 +32,17 @@ def get_default_config(model: str, family: str = "imagenet") -> ml_collections.C
     config.grad_clip_norm = 0.0   # 0 = no clipping
     config.aux_loss_weights = ()  # one weight per auxiliary output (GoogLeNet, Inception v3)
     config.dtype = "float32"      # compute dtype: float32 or bfloat16 (parameters stay float32)
+    config.skip_nonfinite = False  # True: drop (and count) updates with a NaN/Inf loss or gradient
+                                   # instead of stopping the run
 
     # Fine-tuning.
     config.init_from = ""         # a torchvision .pth, or a directory from `python -m jaxzoo convert`
     config.trainable = "all"      # "all", or "head": only the classifier (backbone frozen, BN in eval)
 
     # Checkpoints and the rest.
-    config.checkpoints_to_keep = 2    # the latest K epochs; the best one by val accuracy is kept too
+    config.checkpoints_to_keep = 2    # the latest K checkpoints; the best one by val accuracy too
+    config.checkpoint_every_steps = 0  # also save every N steps within epochs (0: at epoch ends;
+                                       # SIGTERM/SIGINT always save the current step)
     config.compilation_cache_dir = ""  # "" = $JAXZOO_COMPILATION_CACHE or ~/.cache/jaxzoo/xla; "off"
     config.seed = 0
     return config

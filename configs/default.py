@@ -17,7 +17,9 @@ def get_default_config(model: str, family: str = "imagenet") -> ml_collections.C
     config.data_dir = ""          # TFDS data_dir; "" = TFDS's default (~/tensorflow_datasets)
     config.image_size = 224 if family == "imagenet" else 32
     config.val_fraction = 0.1     # held out when the dataset has no validation split
-    config.augment = True
+    config.augment = True         # RandomResizedCrop + horizontal flip; False: eval transform
+    config.crop_scale = ()        # RandomResizedCrop's area range; () = the dataset's default
+    config.max_image_pixels = 89_478_485  # folder: larger images are skipped (PIL's own limit)
     config.batch_size = 32 if family == "imagenet" else 128   # global, over all devices
     config.eval_batch_size = 0    # 0 = batch_size
 
@@ -30,27 +32,39 @@ def get_default_config(model: str, family: str = "imagenet") -> ml_collections.C
     config.grad_clip_norm = 0.0   # 0 = no clipping
     config.aux_loss_weights = ()  # one weight per auxiliary output (GoogLeNet, Inception v3)
     config.dtype = "float32"      # compute dtype: float32 or bfloat16 (parameters stay float32)
+    config.skip_nonfinite = False  # True: drop (and count) updates with a NaN/Inf loss or gradient
+                                   # instead of stopping the run
 
     # Fine-tuning.
     config.init_from = ""         # a torchvision .pth, or a directory from `python -m jaxzoo convert`
     config.trainable = "all"      # "all", or "head": only the classifier (backbone frozen, BN in eval)
 
     # Checkpoints and the rest.
-    config.checkpoints_to_keep = 2    # the latest K epochs; the best one by val accuracy is kept too
+    config.checkpoints_to_keep = 2    # the latest K checkpoints; the best one by val accuracy too
+    config.checkpoint_every_steps = 0  # also save every N steps within epochs (0: at epoch ends;
+                                       # SIGTERM/SIGINT always save the current step)
     config.compilation_cache_dir = ""  # "" = $JAXZOO_COMPILATION_CACHE or ~/.cache/jaxzoo/xla; "off"
     config.seed = 0
     return config
 
 
 def shapes_preset(config: ml_collections.ConfigDict, family: str) -> ml_collections.ConfigDict:
-    """``--config=NAME:shapes``: the built-in offline dataset (3000 training, 600 validation
-    images), at a resolution and length a small CPU gets through in minutes."""
-    config.dataset = "shapes"
+    """``--config=NAME:shapes``: the built-in offline dataset, at a resolution and length a 2-core
+    CPU gets through in about eight minutes with ResNet-34.
+
+    ``shapes/large`` (12,000 training images) rather than the 3,000 of ``shapes``: ResNet-34
+    learns it from scratch to about 0.87 validation accuracy in 38k images whether they repeat or
+    not, but on 3,000 it overfits (train 0.87, validation 0.56 after 19k images). Mild crops: the
+    shapes are small at 32 px and a tight crop cuts them.
+    """
+    del family
+    config.dataset = "shapes/large"
     config.image_size = 32
+    config.crop_scale = (0.8, 1.0)
     config.batch_size = 32
-    config.num_epochs = 3
+    config.num_epochs = 4
     config.learning_rate = 1e-3
-    config.warmup_epochs = 0.3
+    config.warmup_epochs = 0.1
     return config
 
 

@@ -116,12 +116,29 @@ def cmd_export(args) -> int:
 def cmd_bench(args) -> int:
     from jaxzoo import bench
 
+    if args.input is not None:
+        return _bench_input(args)
+
     modes = ["train", "infer"] if args.mode == "both" else [args.mode]
-    rows = bench.run(args.models, modes, batch=args.batch, size=args.size, dtype=args.dtype,
+    rows = bench.run(args.models, modes, batch=args.batch, size=args.size or 128, dtype=args.dtype,
                      threads=args.threads, repeats=args.repeats, steps=args.steps,
                      compare=None if args.compare == "none" else args.compare,
                      torch_format=args.torch_format, out=args.out, cache_dir=args.cache_dir)
     print(bench.markdown(rows), end="")
+    return 0
+
+
+def _bench_input(args) -> int:
+    from jaxzoo import bench_input
+
+    rows = bench_input.run(args.input or None, size=args.size or 224, batch=args.batch,
+                           threads=args.threads, repeats=args.repeats,
+                           compare=None if args.compare == "none" else args.compare)
+    table = bench_input.markdown(rows)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(table)
+    print(table, end="")
     return 0
 
 
@@ -187,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", default=["resnet18", "resnet50", "resnext50_32x4d"])
     p.add_argument("--mode", choices=["train", "infer", "both"], default="train")
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--size", type=int, default=None,
+                   help="input side in pixels (default 128; 224 with --input)")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     p.add_argument("--compare", choices=["torch", "none"], default="torch")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for both frameworks")
@@ -197,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
                    default="channels_last")
     p.add_argument("--out", default=None, help="markdown table path (CSV beside it)")
     p.add_argument("--cache-dir", default=None, help="JAX persistent compilation cache")
+    p.add_argument("--input", nargs="?", const="", default=None, metavar="FOLDER",
+                   help="measure the input pipelines instead, on FOLDER/{train,val}/CLASS/*.jpg "
+                        "(generated when omitted) beside torchvision's DataLoader")
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -43,3 +43,19 @@ def test_csv_numbers_are_positive_and_ratio_is_jaxzoo_over_torch(tiny_run):
             assert float(row["ratio"]) == pytest.approx(jz / tv, rel=1e-9)
         else:  # jaxzoo-only row
             assert row["torch_img_s"] == "" and row["ratio"] == ""
+
+
+def test_input_benchmark_reads_every_image_both_ways(tmp_path):
+    from jaxzoo import bench_input
+
+    folder = bench_input.make_folder(str(tmp_path / "jpegs"), per_class=6, width=64, height=48)
+    rows = bench_input.run(folder, size=32, batch=4, threads=1, repeats=1, compare="torch",
+                           log=lambda *a: None)
+    assert [r.pipeline for r in rows] == ["train", "eval"]
+    train, evaluate = rows
+    assert train.images == 12 and evaluate.images == 12  # 3 full batches; every val image
+    for row in rows:
+        assert row.jaxzoo_img_s > 0 and row.torch_img_s > 0
+        assert row.ratio == pytest.approx(row.jaxzoo_img_s / row.torch_img_s)
+    table = bench_input.markdown(rows).splitlines()
+    assert len(table) == 4 and table[2].startswith("| train | 12 | 32 | 4 | 1 |")

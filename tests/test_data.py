@@ -222,8 +222,19 @@ def _noise_jpeg_bytes():
     return buffer.getvalue()
 
 
+def _garbled_png_bytes():
+    """A PNG whose compressed image data was overwritten with zeros in the middle."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+        buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    start = data.index(b"IDAT") + 40
+    data[start:start + 20] = bytes(20)
+    return bytes(data)
+
+
 def make_odd_folder(root):
-    """train/{cats,dogs} of plain JPEGs; val/ holds one image of every kind and three bad files.
+    """train/{cats,dogs} of plain JPEGs; val/ holds one image of every kind and five bad files.
     Returns the RGB colour each readable validation image must decode to."""
     for label, name in enumerate(["cats", "dogs"]):
         for i in range(6):
@@ -253,6 +264,7 @@ def make_odd_folder(root):
     jpeg = _noise_jpeg_bytes()
     (val / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])  # a full header, half the data
     (val / "header.jpg").write_bytes(jpeg[:200])
+    (val / "corrupt.png").write_bytes(_garbled_png_bytes())
     (val / "empty.jpg").write_bytes(b"")
     (val / "notes.jpg").write_text("this is not a picture\n")
     (val / "README.txt").write_text("ignored: not an image extension\n")
@@ -267,10 +279,10 @@ def test_folder_decodes_every_kind_and_skips_bad_files(tmp_path):
                     augment=False)
     messages = [str(w.message) for w in caught if "skipped" in str(w.message)]
     assert len(messages) == 1, messages
-    assert "4 of" in messages[0]
-    for count, kind in [(2, "corrupt"), (1, "empty"), (1, "not_an_image")]:
+    assert "5 of 26 image files" in messages[0]
+    for count, kind in [(1, "corrupt"), (2, "truncated"), (1, "empty"), (1, "not_an_image")]:
         assert f"{count} {kind}" in messages[0]
-    assert data.skipped == {"corrupt": 2, "empty": 1, "not_an_image": 1}
+    assert data.skipped == {"corrupt": 1, "truncated": 2, "empty": 1, "not_an_image": 1}
     assert data.class_names == ["cats", "dogs"]
     assert (data.num_train, data.num_val) == (12, len(expected))
 

@@ -131,3 +131,4 @@ def test_two_devices_give_the_same_step_as_one():
     assert result["max_param_diff"] < 1e-5, result
     assert result["max_batch_stats_diff"] < 1e-5, result
     assert result["loss_diff"] < 1e-5, result
+    assert result["max_grad"] > 1e-2 and result["max_grad_diff"] < 1e-6, result  # not 2x the mean

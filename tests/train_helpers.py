@@ -35,11 +35,15 @@ class QuadrantData:
         per = size // self.process_count
         return slice(start + self.process_index * per, start + (self.process_index + 1) * per)
 
-    def train_batches(self, epoch, start_step=0):
+    def train_indices(self, epoch, step):
+        """The training examples of this process's batch at ``step`` (0-based) of ``epoch``."""
         order = np.random.default_rng((self.seed, epoch)).permutation(self.num_train)
+        return order[step * self.batch_size:(step + 1) * self.batch_size][
+            self._local(0, self.batch_size)]
+
+    def train_batches(self, epoch, start_step=0):
         for step in range(start_step, self.steps_per_epoch):
-            idx = order[step * self.batch_size:(step + 1) * self.batch_size][
-                self._local(0, self.batch_size)]
+            idx = self.train_indices(epoch, step)
             yield {"image": self.train[0][idx], "label": self.train[1][idx]}
 
     def val_batches(self):
@@ -94,11 +98,15 @@ def tiny_config(**fields):
 
 
 def two_devices_vs_one() -> dict:
-    """One train step of TinyNet (BatchNorm synced over devices) on a 1-device and a 2-device
-    mesh, same global batch; the largest differences of the resulting params and batch_stats."""
+    """Two train steps of TinyNet (BatchNorm synced over devices) on a 1-device and a 2-device
+    mesh, same global batch; the largest differences of the resulting params and batch_stats,
+    and of the gradient of one step (measured with SGD at learning rate 1: Adam would hide a
+    gradient scaled by the device count)."""
     import jax
+    import optax
 
     from jaxzoo.train import create_train_state, make_mesh, make_train_step, shard_batch
+    from jaxzoo.train.state import TrainState
     from jaxzoo.train.step import AXIS, replicate
 
     assert jax.device_count() == 2, jax.devices()
@@ -107,7 +115,9 @@ def two_devices_vs_one() -> dict:
     model = TinyNet(bn_axis_name=AXIS, dropout=0.0)
     variables = model.init(jax.random.PRNGKey(0), batch["image"][:1])
     config = tiny_config(warmup_epochs=0.0)
-    results = []
+    sgd = TrainState.create(apply_fn=model.apply, params=variables["params"], tx=optax.sgd(1.0),
+                            batch_stats=variables["batch_stats"], rng=jax.random.PRNGKey(1))
+    results, grads = [], []
     for devices in (jax.devices()[:1], jax.devices()):
         mesh = make_mesh(devices)
         state = create_train_state(config, model, variables, data.steps_per_epoch,
@@ -116,17 +126,21 @@ def two_devices_vs_one() -> dict:
         state, metrics = step(replicate(mesh, state), shard_batch(mesh, batch))
         state, metrics = step(state, shard_batch(mesh, batch))
         results.append(jax.device_get((state.params, state.batch_stats, metrics)))
-    diffs = jax.tree.map(lambda a, b: float(np.abs(np.asarray(a) - np.asarray(b)).max()),
-                         results[0], results[1])
-    return {"max_param_diff": max(jax.tree.leaves(diffs[0])),
-            "max_batch_stats_diff": max(jax.tree.leaves(diffs[1])),
-            "loss_diff": diffs[2]["loss"],
-            "param_change": max(jax.tree.leaves(jax.tree.map(
-                lambda a, b: float(np.abs(np.asarray(a) - np.asarray(b)).max()),
-                results[0][0], jax.device_get(variables["params"])))),
-            "batch_stats_change": max(jax.tree.leaves(jax.tree.map(
-                lambda a, b: float(np.abs(np.asarray(a) - np.asarray(b)).max()),
-                results[0][1], jax.device_get(variables["batch_stats"]))))}
+        moved = step(replicate(mesh, sgd), shard_batch(mesh, batch))[0].params
+        grads.append(jax.tree.map(lambda a, b: np.asarray(a) - np.asarray(b),
+                                  variables["params"], jax.device_get(moved)))
+
+    def max_diff(a, b):
+        return max(jax.tree.leaves(jax.tree.map(
+            lambda x, y: float(np.abs(np.asarray(x) - np.asarray(y)).max()), a, b)))
+
+    return {"max_param_diff": max_diff(results[0][0], results[1][0]),
+            "max_batch_stats_diff": max_diff(results[0][1], results[1][1]),
+            "loss_diff": abs(float(results[0][2]["loss"]) - float(results[1][2]["loss"])),
+            "max_grad_diff": max_diff(grads[0], grads[1]),
+            "max_grad": max(float(np.abs(g).max()) for g in jax.tree.leaves(grads[0])),
+            "param_change": max_diff(results[0][0], variables["params"]),
+            "batch_stats_change": max_diff(results[0][1], variables["batch_stats"])}
 
 
 if __name__ == "__main__":

@@ -6,5 +6,6 @@
 Importing this package imports TensorFlow (hidden from GPUs, see ``_tf``); ``import jaxzoo`` does not.
 """
 from jaxzoo.data.pipeline import Datasets, get_datasets
+from jaxzoo.data.tfds_source import DatasetUnavailable
 
-__all__ = ["Datasets", "get_datasets"]
+__all__ = ["DatasetUnavailable", "Datasets", "get_datasets"]

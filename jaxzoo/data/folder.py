@@ -4,9 +4,11 @@
     PATH/CLASS/*.jpg                                     (split per class by ``val_fraction``)
 
 Class names are the sorted sub-folder names, as in torchvision's ImageFolder. Every file is
-checked once with PIL before training: empty, corrupt or truncated files and files that are not
-images are skipped and counted in one warning. JPEGs and 8-bit PNGs in RGB or grayscale are then
-decoded by TensorFlow; other images (CMYK, 16-bit, BMP, GIF, ...) are converted to RGB with PIL.
+checked once before training: empty, corrupt or truncated files, files that are not images and
+images of more than ``max_pixels`` pixels are skipped, and so are class folders left without
+training images; one warning counts each kind (``Source.skipped``). JPEGs and 8-bit PNGs in RGB
+or grayscale are then decoded by TensorFlow; other images (CMYK, 16-bit, BMP, GIF, ...) are
+converted to RGB with PIL.
 """
 import collections
 import concurrent.futures
@@ -22,6 +24,7 @@ from jaxzoo.data.source import Source
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff",
                     ".webp")
+MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS  # 89.5 million, PIL's decompression-bomb warning
 _SPLIT_SEED = 0  # the class-folders-only split does not change with the training seed
 _LAYOUT_HELP = ("expected PATH/train/CLASS/*.jpg and PATH/val/CLASS/*.jpg, or PATH/CLASS/*.jpg "
                 "(one sub-folder of images per class)")
@@ -43,34 +46,66 @@ def _image_files(root: Path, class_names: list[str]) -> list[tuple[str, int]]:
     return files
 
 
-def _png_bit_depth(path: str) -> int:
+def _png_header_and_end(path: str) -> tuple[int, bool]:
+    """A PNG's bit depth, and whether the file ends with its IEND chunk (TensorFlow rejects
+    a PNG without it; PIL reads one whose image data is complete)."""
     with open(path, "rb") as f:
         header = f.read(25)
-    return header[24] if len(header) == 25 else 0
+        f.seek(max(0, os.path.getsize(path) - 12))
+        end = f.read(12)
+    return (header[24] if len(header) == 25 else 0), end[4:8] == b"IEND"
 
 
-def inspect(path: str) -> tuple[str | None, bool]:
-    """Check one file: (why it is skipped or None, whether TensorFlow can decode it as it is)."""
+def _truncated_or_corrupt(err: OSError) -> str:
+    return "truncated" if "truncated" in str(err).lower() else "corrupt"
+
+
+def inspect(path: str, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[str | None, bool]:
+    """Check one file: (why it is skipped or None, whether TensorFlow can decode it as it is).
+
+    Reasons: "empty" (zero bytes), "not_an_image", "corrupt" (undecodable), "truncated" (the
+    data stops short), "too_large" (more than ``max_pixels`` pixels, read from the header
+    without decoding) and "unreadable" (no permission)."""
     if os.path.getsize(path) == 0:
         return "empty", False
     try:
         image = Image.open(path)
     except UnidentifiedImageError:
         return "not_an_image", False
-    except OSError:  # a header that stops short
-        return "corrupt", False
+    except Image.DecompressionBombError:  # PIL's own limit, twice Image.MAX_IMAGE_PIXELS
+        return "too_large", False
+    except PermissionError:
+        return "unreadable", False
+    except OSError as err:  # a header that stops short, or nonsense in it
+        return _truncated_or_corrupt(err), False
     with image:
         fmt, mode = image.format, image.mode
+        if image.width * image.height > max_pixels:
+            return "too_large", False
+        if fmt == "JPEG" and mode in ("RGB", "L") and _tf_decodes_jpeg(path):
+            return None, True
         try:
             if fmt == "JPEG":  # decode at 1/8 scale: reads every byte, a fraction of the work
                 image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
             image.load()
-        except (OSError, SyntaxError, ValueError, EOFError):
+        except OSError as err:
+            return _truncated_or_corrupt(err), False
+        except (SyntaxError, ValueError, EOFError):
             return "corrupt", False
-    tf_decodes = ((fmt == "JPEG" and mode in ("RGB", "L"))
-                  or (fmt == "PNG" and mode in ("RGB", "RGBA", "L", "LA", "P")
-                      and _png_bit_depth(path) == 8))
-    return None, tf_decodes
+    if fmt == "PNG":
+        depth, complete = _png_header_and_end(path)
+        return None, mode in ("RGB", "RGBA", "L", "LA", "P") and depth == 8 and complete
+    return None, False  # PIL decodes it: other formats and modes, and JPEGs TensorFlow rejects
+
+
+def _tf_decodes_jpeg(path: str) -> bool:
+    """Whether TensorFlow decodes the JPEG (at 1/8 scale: every byte is read, little is
+    computed). It rejects some damaged files that PIL reads; those go through PIL."""
+    try:
+        tf.io.decode_jpeg(tf.io.read_file(path), channels=3, ratio=8)
+        return True
+    except tf.errors.OpError:
+        return False
 
 
 def to_rgb(image: Image.Image) -> np.ndarray:
@@ -119,10 +154,15 @@ def _split_per_class(files, val_fraction):
     return train, val
 
 
-def _check(files, path_for_message):
-    """Drop the files PIL cannot read; returns (good files with tf_decodes flags, skip counts)."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 2)) as pool:
-        results = list(pool.map(inspect, [path for path, _ in files]))
+def _check(files, max_pixels: int):
+    """Drop the files that cannot be read; returns (good files with tf_decodes flags, skip
+    counts by reason, an example path per reason)."""
+    with warnings.catch_warnings():  # too_large is reported below, once
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with concurrent.futures.ThreadPoolExecutor(
+                max_workers=min(16, (os.cpu_count() or 1) * 2)) as pool:
+            results = list(pool.map(lambda path: inspect(path, max_pixels),
+                                    [path for path, _ in files]))
     good, skipped, examples = [], collections.Counter(), {}
     for (path, label), (reason, tf_decodes) in zip(files, results):
         if reason is None:
@@ -130,12 +170,15 @@ def _check(files, path_for_message):
         else:
             skipped[reason] += 1
             examples.setdefault(reason, path)
-    if skipped:
-        counts = ", ".join(f"{n} {reason} (e.g. {examples[reason]})"
-                           for reason, n in sorted(skipped.items()))
-        warnings.warn(f"skipped {sum(skipped.values())} of {len(files)} image files in "
-                      f"{path_for_message}: {counts}", stacklevel=3)
-    return good, dict(skipped)
+    return good, skipped, examples
+
+
+def _drop_classes(class_names, train, val, keep):
+    """Only the classes in ``keep``, relabelled 0, 1, ... in their order."""
+    new_label = {old: new for new, old in enumerate(sorted(keep))}
+    return ([class_names[i] for i in sorted(keep)],
+            [(p, new_label[label], d) for p, label, d in train if label in new_label],
+            [(p, new_label[label], d) for p, label, d in val if label in new_label])
 
 
 def _dataset(files) -> tf.data.Dataset:
@@ -145,8 +188,8 @@ def _dataset(files) -> tf.data.Dataset:
         "tf_decodes": tf.constant(tf_decodes, tf.bool)})
 
 
-def folder_source(path: str, *, val_fraction: float, process_index: int,
-                  process_count: int) -> Source:
+def folder_source(path: str, *, val_fraction: float, process_index: int, process_count: int,
+                  max_pixels: int = MAX_IMAGE_PIXELS) -> Source:
     root = Path(path).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"folder dataset {str(root)!r} does not exist or is not a "
@@ -166,20 +209,39 @@ def folder_source(path: str, *, val_fraction: float, process_index: int,
     else:
         class_names = _class_folders(root)
         train, val = _split_per_class(_image_files(root, class_names), val_fraction)
+    where = root / "train" if (root / "train").is_dir() else root
     if len(class_names) < 2:
-        where = root / "train" if (root / "train").is_dir() else root
         raise ValueError(f"found {len(class_names)} class folder(s) {class_names} in {where}; "
                          f"a classifier needs at least two: put each class's images in its own "
                          f"sub-folder, e.g. {where}/cats/*.jpg and {where}/dogs/*.jpg "
                          f"({_LAYOUT_HELP})")
 
-    good, skipped = _check(train + val, root)
+    good, skipped, examples = _check(train + val, max_pixels)
     good_paths = {path: (label, tf_decodes) for path, label, tf_decodes in good}
     train = [(p, *good_paths[p]) for p, _ in train if p in good_paths]
     val = [(p, *good_paths[p]) for p, _ in val if p in good_paths]
-    if not train or not val:
+    # A class without training images cannot be learned: leave it out of the classifier.
+    empty = sorted(set(range(len(class_names))) - {label for _, label, _ in train})
+    if empty:
+        skipped["empty_class"] = len(empty)
+        examples["empty_class"] = ", ".join(str(where / class_names[i]) for i in empty)
+        class_names, train, val = _drop_classes(
+            class_names, train, val, set(range(len(class_names))) - set(empty))
+    if skipped:
+        bad = {reason: n for reason, n in skipped.items() if reason != "empty_class"}
+        parts = []
+        if bad:
+            parts.append(f"{sum(bad.values())} of {len(good) + sum(bad.values())} image files: "
+                         + ", ".join(f"{n} {reason} (e.g. {examples[reason]})"
+                                     for reason, n in sorted(bad.items())))
+        if empty:
+            parts.append(f"{len(empty)} class folder(s) without readable training images, left "
+                         f"out of the classes: {examples['empty_class']}")
+        warnings.warn(f"skipped in {root}: {'; '.join(parts)}", stacklevel=3)
+    if len(class_names) < 2 or not train or not val:
         raise ValueError(f"{root} has {len(train)} readable training and {len(val)} validation "
-                         f"images; it needs both ({_LAYOUT_HELP})")
+                         f"images in {len(class_names)} class(es) with training images; it needs "
+                         f"both, in at least two classes ({_LAYOUT_HELP})")
 
     # Each process reads every process_count-th file: of a fixed shuffle for training (so every
     # process sees every class), of the sorted list for validation.
@@ -191,4 +253,5 @@ def folder_source(path: str, *, val_fraction: float, process_index: int,
         return _dataset(my_train).shuffle(len(my_train), seed=shuffle_seed)
 
     return Source(class_names=class_names, num_train=len(train), num_val=len(val),
-                  train=train_ds, val=lambda: _dataset(my_val), decode=decode, skipped=skipped)
+                  train=train_ds, val=lambda: _dataset(my_val), decode=decode,
+                  skipped=dict(skipped))

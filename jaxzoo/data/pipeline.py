@@ -154,11 +154,31 @@ class Datasets:
         return ds.as_numpy_iterator()
 
 
+def _prepared_builder(make_builder, dataset: str):
+    """``make_builder()``, its dataset prepared (downloaded or generated): by process 0 first,
+    then by the others, which find it prepared where the data dir is shared and prepare their
+    own copy where it is not. Processes writing one data dir at once collide."""
+    import jax
+
+    if jax.process_count() == 1 or jax.process_index() == 0:
+        builder = make_builder()
+        tfds_source.prepare(builder, dataset)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"jaxzoo: {dataset} prepared")
+        if jax.process_index() != 0:  # a builder made now sees what process 0 wrote
+            builder = make_builder()
+            tfds_source.prepare(builder, dataset)
+    return builder
+
+
 def get_datasets(dataset: str = "shapes", *, image_size: int = 64, global_batch_size: int = 32,
                  eval_batch_size: int | None = None, seed: int = 0, data_dir: str | None = None,
                  val_fraction: float = 0.1, process_index: int | None = None,
                  process_count: int | None = None, augment: bool = True,
-                 crop_scale: tuple[float, float] | None = None) -> Datasets:
+                 crop_scale: tuple[float, float] | None = None,
+                 max_image_pixels: int = folder.MAX_IMAGE_PIXELS) -> Datasets:
     """The training and validation data of ``dataset``, for this process.
 
     ``dataset``: a TFDS name (``tf_flowers``, ``cifar10``, ``imagenette``, ...), ``folder:PATH``
@@ -166,7 +186,7 @@ def get_datasets(dataset: str = "shapes", *, image_size: int = 64, global_batch_
     built-in ``shapes`` (``shapes/CONFIG`` for another size, see ``jaxzoo.data.shapes``).
     Batch sizes are global (all processes together) and must divide by the number of processes.
     ``crop_scale``: RandomResizedCrop's area range; torchvision's (0.08, 1) by default, a milder
-    (0.35, 1) for ``shapes``.
+    (0.35, 1) for ``shapes``. ``max_image_pixels``: larger images of a folder are skipped.
     """
     if process_index is None or process_count is None:
         import jax
@@ -184,14 +204,15 @@ def get_datasets(dataset: str = "shapes", *, image_size: int = 64, global_batch_
 
     if dataset.startswith("folder:"):
         source = folder.folder_source(dataset.partition(":")[2], val_fraction=val_fraction,
-                                      process_index=process_index, process_count=process_count)
+                                      process_index=process_index, process_count=process_count,
+                                      max_pixels=max_image_pixels)
     else:
         if dataset == "shapes" or dataset.startswith("shapes/"):
-            builder = tfds_source.shapes_builder(dataset, data_dir)
+            make_builder = lambda: tfds_source.shapes_builder(dataset, data_dir)  # noqa: E731
             crop_scale = crop_scale or SHAPES_CROP_SCALE
         else:
-            builder = tfds_source.tfds_builder(dataset, data_dir)
-        tfds_source.prepare(builder, dataset)
+            make_builder = lambda: tfds_source.tfds_builder(dataset, data_dir)  # noqa: E731
+        builder = _prepared_builder(make_builder, dataset)
         source = tfds_source.tfds_source(builder, val_fraction, process_index, process_count)
 
     if source.num_train < global_batch_size:

@@ -11,6 +11,10 @@ SHUFFLE_BUFFER = 16_384  # examples; TFDS also shuffles the order of files each 
 JAXZOO_DATASETS = ("shapes", "shapes/CONFIG", "folder:PATH")
 
 
+class DatasetUnavailable(RuntimeError):
+    """A registered TFDS dataset that could not be downloaded or prepared here."""
+
+
 def shapes_builder(spec: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
     """The builder of ``shapes`` or ``shapes/CONFIG`` (e.g. ``shapes/large``)."""
     config = spec.partition("/")[2] or shapes.ShapesBuilder.DEFAULT_CONFIG_NAME
@@ -32,6 +36,8 @@ def tfds_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
             f"unknown dataset {name!r}.{hint} A dataset is a TFDS name (see "
             f"tensorflow_datasets.list_builders() for the {len(known)} names), or one of jaxzoo's: "
             f"{', '.join(JAXZOO_DATASETS)}.") from None
+    except AssertionError as err:  # e.g. a version TFDS does not have: "cifar10:9.9.9"
+        raise ValueError(f"cannot load the TFDS dataset {name!r}: {err}") from None
 
 
 def prepare(builder: tfds.core.DatasetBuilder, name: str) -> None:
@@ -41,10 +47,10 @@ def prepare(builder: tfds.core.DatasetBuilder, name: str) -> None:
     try:
         builder.download_and_prepare()
     except ImportError as err:
-        raise RuntimeError(f"TFDS could not prepare {name!r}: {err}; install the missing package "
-                           f"(pip install {err.name or 'it'})") from err
+        raise DatasetUnavailable(f"TFDS could not prepare {name!r}: {err}; install the missing "
+                                 f"package (pip install {err.name or 'it'})") from err
     except Exception as err:
-        raise RuntimeError(
+        raise DatasetUnavailable(
             f"could not download and prepare the TFDS dataset {name!r} into {builder.data_dir} "
             f"({type(err).__name__}: {err}). Without network, train on your own images with "
             f"dataset='folder:PATH' or on the built-in dataset='shapes'; if the data was prepared "

@@ -40,8 +40,11 @@ def cross_entropy(logits, labels, num_classes: int, label_smoothing: float = 0.0
 
 
 def make_train_step(model, mesh, *, num_classes: int, aux_loss_weights=(), label_smoothing=0.0,
-                    mask=None, frozen_backbone: bool = False):
+                    mask=None, frozen_backbone: bool = False, skip_nonfinite: bool = False):
     """``train_step(state, batch) -> (state, metrics)``, the state donated.
+
+    ``metrics["finite"]`` is False when the loss or a gradient is NaN or infinite; with
+    ``skip_nonfinite`` such a step then leaves the state as it was (but for the step count).
 
     A model that returns ``(logits, aux, ...)`` in train mode adds ``aux_loss_weights[i] *
     cross_entropy(aux[i])`` to the loss. ``mask`` (True = trained) stops gradients into frozen
@@ -76,11 +79,23 @@ def make_train_step(model, mesh, *, num_classes: int, aux_loss_weights=(), label
     def step(state, batch):
         dropout_rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step),
                                          lax.axis_index(AXIS))
+        # The replicated params are marked device-varying, so that each device's gradient is
+        # its own; else shard_map sums them over devices already and pmean keeps that sum,
+        # device-count times the mean (Adam hides the scale, but not after a resume on another
+        # device count, nor gradient clipping).
+        params = lax.pcast(state.params, AXIS, to="varying")
         grads, (metrics, batch_stats) = jax.grad(loss_fn, has_aux=True)(
-            state.params, state, batch["image"], batch["label"], dropout_rng)
+            params, state, batch["image"], batch["label"], dropout_rng)
         grads = lax.pmean(grads, AXIS)
         metrics = lax.pmean(metrics, AXIS)
-        return state.apply_gradients(grads=grads, batch_stats=batch_stats), metrics
+        finite = jnp.isfinite(metrics["loss"])
+        for g in jax.tree.leaves(grads):
+            finite &= jnp.isfinite(g).all()
+        new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+        if skip_nonfinite:  # drop the update (params, optimizer state, BatchNorm statistics)
+            kept = state.replace(step=new_state.step)
+            new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, kept)
+        return new_state, {**metrics, "finite": finite}
 
     sharded = jax.shard_map(step, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()))
     return jax.jit(sharded, donate_argnums=(0,))

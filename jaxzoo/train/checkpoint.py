@@ -28,7 +28,10 @@ def _val_accuracy(metrics) -> float:
     return metrics["val_accuracy"]
 
 
-def create_manager(workdir: str, keep_latest: int) -> ocp.CheckpointManager:
+def create_manager(workdir: str, keep_latest: int,
+                   read_only: bool = False) -> ocp.CheckpointManager:
+    """``read_only``: for readers beside a running training (prediction, evaluation): nothing is
+    created, cleaned up or deleted."""
     preserve = policies.AnyPreservationPolicy([
         policies.LatestN(n=keep_latest),
         policies.BestN(get_metric_fn=_val_accuracy, n=1, keep_checkpoints_without_metrics=False),
@@ -36,7 +39,8 @@ def create_manager(workdir: str, keep_latest: int) -> ocp.CheckpointManager:
     # best_fn makes orbax write each checkpoint's metrics to disk; without it a restarted run
     # sees no metrics, BestN keeps nothing, and the best checkpoint is deleted as old.
     options = ocp.CheckpointManagerOptions(preservation_policy=preserve, best_fn=_val_accuracy,
-                                           create=True, cleanup_tmp_directories=True)
+                                           create=not read_only, read_only=read_only,
+                                           cleanup_tmp_directories=not read_only)
     return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
                                  options=options, item_names=("state", "progress"))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 
 import numpy as np
@@ -64,18 +65,26 @@ def read_class_names(workdir: str) -> list[str]:
     return [names[str(i)] for i in range(len(names))]
 
 
-def best_step(manager) -> tuple[int, dict] | None:
-    """The step with the highest validation accuracy (the latest among equals) and its progress
-    record, read from each checkpoint's JSON record; None when there is no checkpoint."""
+def _progress(manager, step: int) -> dict:
     import orbax.checkpoint as ocp
 
-    best = None
+    return dict(manager.restore(step, args=ocp.args.Composite(
+        progress=ocp.args.JsonRestore()))["progress"])
+
+
+def best_step(manager) -> tuple[int, dict] | None:
+    """The step with the highest validation accuracy (the latest among equals) and its progress
+    record, read from each checkpoint's JSON record. Checkpoints saved within an epoch have no
+    accuracy; when no checkpoint has one, the latest. None when there is no checkpoint."""
+    best, latest = None, None
     for step in sorted(manager.all_steps()):
-        progress = dict(manager.restore(step, args=ocp.args.Composite(
-            progress=ocp.args.JsonRestore()))["progress"])
-        if best is None or progress["val_accuracy"] >= best[1]["val_accuracy"]:
+        progress = _progress(manager, step)
+        latest = (step, progress)
+        accuracy = progress.get("val_accuracy")
+        if accuracy is not None and math.isfinite(accuracy) and (
+                best is None or accuracy >= best[1]["val_accuracy"]):
             best = (step, progress)
-    return best
+    return best or latest
 
 
 def load_run(workdir: str, step: int | None = None) -> TrainedRun:
@@ -93,7 +102,8 @@ def load_run(workdir: str, step: int | None = None) -> TrainedRun:
                f"(a checkpoint is written at the end of every epoch)")
     if not os.path.isdir(os.path.join(workdir, "checkpoints")):
         raise FileNotFoundError(missing)
-    manager = checkpoint.create_manager(workdir, int(config.get("checkpoints_to_keep", 1)))
+    manager = checkpoint.create_manager(workdir, int(config.get("checkpoints_to_keep", 1)),
+                                        read_only=True)
     try:
         if step is None:
             found = best_step(manager)
@@ -104,8 +114,7 @@ def load_run(workdir: str, step: int | None = None) -> TrainedRun:
             raise ValueError(f"no checkpoint at step {step} in {workdir}; there are "
                              f"{sorted(manager.all_steps())}")
         else:
-            progress = dict(manager.restore(step, args=ocp.args.Composite(
-                progress=ocp.args.JsonRestore()))["progress"])
+            progress = _progress(manager, step)
         state_dir = manager.directory / str(step) / "state"
         saved = ocp.PyTreeCheckpointHandler().metadata(state_dir).tree
         wanted = {k: saved[k] for k in ("params", "batch_stats") if saved.get(k)}

@@ -210,15 +210,18 @@ def test_the_best_checkpoint_is_used_not_the_latest(resnet_state, tmp_path):
         **state.params["fc"], "bias": state.params["fc"]["bias"] + 1.0}})
     config = config.copy_and_resolve_references()
     config.checkpoints_to_keep = 2
-    workdir = write_run(tmp_path / "run", config, RESNET_CLASSES,
-                        [(1, 0.25, worse), (2, 0.75, state), (3, 0.5, worse)])
+    workdir = write_run(tmp_path / "run", config, RESNET_CLASSES,  # 4: saved within an epoch
+                        [(1, 0.25, worse), (2, 0.75, state), (3, 0.5, worse), (4, None, worse)])
+    saving = workdir / "checkpoints" / "5.orbax-checkpoint-tmp-1"  # a training saving now
+    os.makedirs(saving / "state")
     predictor = Predictor.from_workdir(workdir)
     assert predictor.run.step == 2 and predictor.run.progress["val_accuracy"] == 0.75
     np.testing.assert_array_equal(predictor.variables["params"]["fc"]["bias"],
                                   state.params["fc"]["bias"])
     assert Predictor.from_workdir(workdir, step=3).run.step == 3
-    with pytest.raises(ValueError, match=r"no checkpoint at step 1 .* \[2, 3\]"):
+    with pytest.raises(ValueError, match=r"no checkpoint at step 1 .* \[2, 3, 4\]"):
         Predictor.from_workdir(workdir, step=1)
+    assert os.path.isdir(saving / "state")  # readers leave the checkpoints alone
 
 
 def test_torchvision_weights_predict_with_imagenet_class_names(torchvision_weights, photo_files,

@@ -276,7 +276,7 @@ def test_trained_model_is_right_on_fresh_shapes(shapes_run):
     predicted = np.array([predictor.class_names.index(p.label) for p in predictions])
     accuracy = float((predicted == labels).mean())
     print(f"accuracy on {len(labels)} fresh images: {accuracy:.3f}")
-    assert accuracy >= 0.55, f"accuracy {accuracy:.2f} on fresh images (chance 0.17)"
+    assert accuracy >= 0.5, f"accuracy {accuracy:.2f} on fresh images (chance 0.17)"
     assert all(p.probabilities[0] >= p.probabilities[1] for p in predictions)
 
 

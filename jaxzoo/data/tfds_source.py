@@ -29,7 +29,7 @@ def tfds_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
     try:
         return tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
-        known = tfds.list_builders(with_community_datasets=False)
+        known = sorted(set(tfds.list_builders(with_community_datasets=False)))  # may repeat names
         close = difflib.get_close_matches(name.partition("/")[0], known, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ValueError(

@@ -76,6 +76,11 @@ def make_train_step(model, mesh, *, num_classes: int, aux_loss_weights=(), label
         accuracy = (jnp.argmax(logits, -1) == labels).mean()
         return loss, ({"loss": loss, "main_loss": main_loss, "accuracy": accuracy}, batch_stats)
 
+    # On a one-device mesh the gradient needs no averaging, and an all-reduce over one device
+    # still copies every gradient: 16% of ResNet-34's step at 32 px. Without the replication
+    # check (trivially true on one device) shard_map inserts no collective of its own.
+    one_device = mesh.size == 1
+
     def step(state, batch):
         dropout_rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step),
                                          lax.axis_index(AXIS))
@@ -83,10 +88,11 @@ def make_train_step(model, mesh, *, num_classes: int, aux_loss_weights=(), label
         # its own; else shard_map sums them over devices already and pmean keeps that sum,
         # device-count times the mean (Adam hides the scale, but not after a resume on another
         # device count, nor gradient clipping).
-        params = lax.pcast(state.params, AXIS, to="varying")
+        params = state.params if one_device else lax.pcast(state.params, AXIS, to="varying")
         grads, (metrics, batch_stats) = jax.grad(loss_fn, has_aux=True)(
             params, state, batch["image"], batch["label"], dropout_rng)
-        grads = lax.pmean(grads, AXIS)
+        if not one_device:
+            grads = lax.pmean(grads, AXIS)
         metrics = lax.pmean(metrics, AXIS)
         finite = jnp.isfinite(metrics["loss"])
         for g in jax.tree.leaves(grads):
@@ -97,7 +103,8 @@ def make_train_step(model, mesh, *, num_classes: int, aux_loss_weights=(), label
             new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, kept)
         return new_state, {**metrics, "finite": finite}
 
-    sharded = jax.shard_map(step, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()))
+    sharded = jax.shard_map(step, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()),
+                            check_vma=not one_device)
     return jax.jit(sharded, donate_argnums=(0,))
 
 

@@ -50,7 +50,8 @@ def get_default_config(model: str, family: str = "imagenet") -> ml_collections.C
 
 def shapes_preset(config: ml_collections.ConfigDict, family: str) -> ml_collections.ConfigDict:
     """``--config=NAME:shapes``: the built-in offline dataset, at a resolution and length meant
-    for a small CPU (ResNet-34: 11.6 CPU-minutes, 0.83 validation accuracy).
+    for a small CPU (ResNet-34: 0.96 validation accuracy in 5 epochs, about 9 minutes on an idle
+    2-core machine, dataset generation included).
 
     ``shapes/large`` (12,000 training images) rather than the 3,000 of ``shapes``: ResNet-34
     learns it from scratch to about 0.87 validation accuracy in 38k images whether they repeat or
@@ -62,7 +63,7 @@ def shapes_preset(config: ml_collections.ConfigDict, family: str) -> ml_collecti
     config.image_size = 32
     config.crop_scale = (0.8, 1.0)
     config.batch_size = 32
-    config.num_epochs = 4
+    config.num_epochs = 5
     config.learning_rate = 1e-3
     config.warmup_epochs = 0.1
     return config

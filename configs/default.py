@@ -50,7 +50,7 @@ def get_default_config(model: str, family: str = "imagenet") -> ml_collections.C
 
 def shapes_preset(config: ml_collections.ConfigDict, family: str) -> ml_collections.ConfigDict:
     """``--config=NAME:shapes``: the built-in offline dataset, at a resolution and length meant
-    for a small CPU (ResNet-34: 0.96 validation accuracy in 5 epochs, about 9 minutes on an idle
+    for a small CPU (ResNet-34: 0.96 validation accuracy in 5 epochs, 7.5-9 minutes on an idle
     2-core machine, dataset generation included).
 
     ``shapes/large`` (12,000 training images) rather than the 3,000 of ``shapes``: ResNet-34

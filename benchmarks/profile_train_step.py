@@ -27,9 +27,9 @@ def hlo_categories(hlo: str) -> dict[str, str]:
             current = "ENTRY" if line.startswith("ENTRY") else line.split()[0].lstrip("%")
         m = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = (\S+) ([\w\-]+)\((.*)", line)
         if m:
-            name, shape, op, rest = m.groups()
+            name, _, op, rest = m.groups()  # name, shape, opcode, operands and attributes
             computations[current].append((op, rest))
-            instructions.setdefault(name, (op, shape, rest))
+            instructions.setdefault(name, (op, rest))
 
     def kind(op, rest):
         if op == "fusion":
@@ -57,7 +57,7 @@ def hlo_categories(hlo: str) -> dict[str, str]:
                 "dot": "matmul (1x1 and small-map convs as im2col, fc)",
                 "copy": "layout copies", "transpose": "layout copies"}.get(op, op)
 
-    return {name: kind(op, rest) for name, (op, _, rest) in instructions.items()}
+    return {name: kind(op, rest) for name, (op, rest) in instructions.items()}
 
 
 def profile_jax(name, size, batch, steps):
@@ -74,7 +74,8 @@ def profile_jax(name, size, batch, steps):
                 runner.step()
         wall = (time.perf_counter() - t0) / steps
         path = glob.glob(f"{logdir}/**/*perfetto_trace.json.gz", recursive=True)[0]
-        events = json.load(gzip.open(path))
+        with gzip.open(path) as f:
+            events = json.load(f)
     events = events["traceEvents"] if isinstance(events, dict) else events
     groups = collections.Counter()
     for e in events:

@@ -194,8 +194,13 @@ def _im2col_conv(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation, groups,
     assert groups == 1, groups
     views = [view for _, _, view in _taps(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation)]
     patches = views[0] if len(views) == 1 else jnp.concatenate(views, axis=-1)
-    out = jnp.einsum("nhwk,ko->nhwo", patches, rhs.reshape(-1, rhs.shape[-1]),
-                     precision=precision, preferred_element_type=preferred_element_type)
+    n, oh, ow, k = patches.shape
+    # A 2-D (N*OH*OW, K) x (K, O) matmul, not an "nhwk,ko" einsum: the einsum's gradient made
+    # XLA:CPU write the kernel gradient's (N, H, W, O) operand transposed, fused into BatchNorm's
+    # backward loop, for every layer (ResNet-50 train step at 128 px: 1680 -> 1320 ms).
+    out = jnp.dot(patches.reshape(n * oh * ow, k), rhs.reshape(k, rhs.shape[-1]),
+                  precision=precision, preferred_element_type=preferred_element_type)
+    out = out.reshape(n, oh, ow, -1)
     return out.astype(preferred_element_type or jnp.result_type(lhs.dtype, rhs.dtype))
 
 

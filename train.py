@@ -149,6 +149,9 @@ def main(argv, config_name, command):
 
 
 if __name__ == "__main__":
+    from jaxzoo.host_memory import keep_freed_memory
+
+    keep_freed_memory()  # before JAX starts its threads
     command = shlex.join(["python", *sys.argv])
     argv, config_name = resolve_config_arg(sys.argv)
     sys.argv = argv

@@ -17,6 +17,7 @@ import tempfile
 import time
 
 from jaxzoo import bench
+from jaxzoo.host_memory import keep_freed_memory
 
 
 def hlo_categories(hlo: str) -> dict[str, str]:
@@ -105,6 +106,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
+    keep_freed_memory()
     bench.limit_threads(args.threads)
 
     wall, groups = profile_jax(args.model, args.size, args.batch, args.steps)

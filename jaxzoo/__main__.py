@@ -232,4 +232,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from jaxzoo.host_memory import keep_freed_memory
+
+    keep_freed_memory()  # before JAX starts its threads
     sys.exit(main())

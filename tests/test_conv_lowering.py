@@ -72,7 +72,7 @@ def test_fast_lowering_matches_native_conv(case):
     with conv_lowering.conv_impl("fast"):
         method = conv_lowering.lowering_for(x.shape, w.shape, groups)
     small = kh * kw == 1 or shape[1] * shape[2] <= 64
-    assert method == ("im2col" if groups == 1 and small else "dense" if groups == 1 else
+    assert method == ("im2col" if groups == 1 and small else "im2col_grad" if groups == 1 else
                       "depthwise" if shape[-1] == groups else "grouped")
     native = _value_and_grads("native", x, w, g, *conv_args)
     fast = _value_and_grads("fast", x, w, g, *conv_args)
@@ -96,7 +96,8 @@ def test_string_padding_and_input_dilation_match_native():
 
 
 def test_choice_is_native_off_cpu():
-    assert conv_lowering.lowering_for((1, 16, 16, 8), (3, 3, 8, 8), 1, backend="cpu") == "native"
+    assert conv_lowering.lowering_for((1, 16, 16, 8), (3, 3, 8, 8), 1,
+                                      backend="cpu") == "im2col_grad"
     assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 8, 8), 1, backend="cpu") == "im2col"
     assert conv_lowering.lowering_for((1, 56, 56, 8), (1, 1, 8, 8), 1, backend="cpu") == "im2col"
     assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 8, 8), 1, backend="gpu") == "native"
@@ -115,7 +116,8 @@ def test_env_var_selects_the_lowering(monkeypatch):
     monkeypatch.setenv("JAXZOO_CONV", "native")
     assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 1, 8), 8, backend="cpu") == "native"
     monkeypatch.setenv("JAXZOO_CONV", "fast")
-    assert conv_lowering.lowering_for((1, 16, 16, 8), (3, 3, 8, 8), 1, backend="cpu") == "dense"
+    assert conv_lowering.lowering_for((1, 16, 16, 8), (3, 3, 8, 8), 1,
+                                      backend="tpu") == "im2col_grad"
     assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 1, 8), 8, backend="tpu") == "depthwise"
 
 

@@ -12,18 +12,18 @@ than PyTorch does: a 32-group 3x3 conv's forward+backward is hundreds of times s
   a batched matmul over groups. XLA:CPU's native grouped forward is faster than this one, only its
   backward is slow, so grouped convs keep the native forward and take the gradient of the einsums
   (a ``custom_vjp``).
-
-- dense (only with ``fast``): XLA's native forward and input gradient, the kernel gradient from
-  the per-tap einsums (kh*kw matmuls contracting over N*H*W, instead of XLA's
-  whole-feature-map-window convolution).
+- dense: 1x1 convs, and kxk convs on maps of at most 8x8, are one matmul (im2col: the kh*kw
+  shifted views concatenated along channels). On larger maps XLA's native forward is faster, its
+  backward is not (the kernel gradient is a convolution whose window is the whole feature map):
+  those convs keep the native forward and take the gradient of the im2col matmul.
 
 All keep the HWIO kernel layout and ``feature_group_count`` semantics (stride, explicit or string
 padding, kernel dilation, input dilation), so parameters, checkpoints and torchvision conversion are
 unchanged. On GPU and TPU every conv stays XLA's native one (cuDNN there). Measurements:
 benchmarks/README.md.
 
-The choice is made when the function is traced: ``auto`` (default) uses the grouped and depthwise
-formulations above on CPU only; ``native`` always calls ``lax.conv_general_dilated``; ``fast`` uses them on any backend
+The choice is made when the function is traced: ``auto`` (default) uses the formulations above on
+CPU only; ``native`` always calls ``lax.conv_general_dilated``; ``fast`` uses them on any backend
 (for experiments and tests). Set it with the environment variable ``JAXZOO_CONV`` or, around the
 code that traces the model, ``with conv_impl("native"): ...``.
 """
@@ -79,8 +79,8 @@ def _is_nhwc_hwio(lhs, rhs, dimension_numbers) -> bool:
 
 def lowering_for(lhs_shape, rhs_shape, feature_group_count: int, batch_group_count: int = 1,
                  backend: str | None = None) -> str:
-    """Which formulation a conv of these (NHWC, HWIO) shapes gets: 'native', 'im2col', 'dense',
-    'depthwise' or 'grouped'."""
+    """Which formulation a conv of these (NHWC, HWIO) shapes gets: 'native', 'im2col',
+    'im2col_grad' (native forward, im2col gradient), 'depthwise' or 'grouped'."""
     choice = current_choice()
     backend = backend or jax.default_backend()
     if choice == "native" or (choice == "auto" and backend != "cpu"):
@@ -91,9 +91,10 @@ def lowering_for(lhs_shape, rhs_shape, feature_group_count: int, batch_group_cou
         kh, kw = rhs_shape[:2]
         if kh * kw == 1 or lhs_shape[1] * lhs_shape[2] <= _IM2COL_MAX_PIXELS:
             return "im2col"
-        # On larger maps XLA's forward wins; a per-tap kernel gradient wins per layer (1.0-2.4x
-        # fwd+bwd) but not per model (resnet18 0.96-1.01x) and compiles slower: 'fast' only.
-        return "dense" if choice == "fast" else "native"
+        # On larger maps XLA's forward wins (im2col everywhere: resnet18 inference at 224 px
+        # 31 -> 26 img/s) but its backward loses (train step at 128 px: resnet18 23 -> 29 img/s
+        # with the im2col gradient, resnet50 12.6 -> 13.9, googlenet 22.5 -> 24.5).
+        return "im2col_grad"
     if rhs_shape[2] == 1:
         return "depthwise"
     return "grouped"
@@ -124,6 +125,8 @@ def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding,
         return _shifted_conv(lhs, rhs, *args)
     if method == "im2col":
         return _im2col_conv(lhs, rhs, *args)
+    if method == "im2col_grad":
+        return _native_forward_im2col_backward(lhs, rhs, *args)
     return _native_forward_shifted_backward(lhs, rhs, *args)
 
 
@@ -133,36 +136,6 @@ def _native(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation, groups, prec
         lhs, rhs, strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
         dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups,
         precision=precision, preferred_element_type=preferred_element_type)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6, 7, 8))
-def _native_forward_shifted_backward(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation,
-                                     groups, precision, preferred_element_type):
-    # XLA:CPU's native forward is the faster one for dense and grouped convs; what is slow is the
-    # backward (30-60x for 32-group convs). XLA computes the kernel gradient as a convolution whose
-    # window is the whole feature map; the per-tap einsums make it kh*kw matmuls with N*H*W as the
-    # contraction. (Being a custom_vjp, it has no second derivative.)
-    return _native(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation, groups, precision,
-                   preferred_element_type)
-
-
-def _nfsb_fwd(lhs, rhs, *args):
-    return _native_forward_shifted_backward(lhs, rhs, *args), (lhs, rhs)
-
-
-def _nfsb_bwd(*args_and_residuals):
-    *args, (lhs, rhs), g = args_and_residuals
-    groups = args[4]
-    # The forward inside each vjp is dead code after jit: only its transpose is kept.
-    _, shifted_vjp = jax.vjp(lambda x, w: _shifted_conv(x, w, *args), lhs, rhs)
-    if groups != 1:
-        return shifted_vjp(g)
-    # Dense: the native input gradient (a plain conv, fast), the kernel gradient from the einsums.
-    _, native_vjp = jax.vjp(lambda x: _native(x, rhs, *args), lhs)
-    return native_vjp(g)[0], shifted_vjp(g)[1]
-
-
-_native_forward_shifted_backward.defvjp(_nfsb_fwd, _nfsb_bwd)
 
 
 def _taps(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation):
@@ -224,3 +197,33 @@ def _shifted_conv(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation, groups
             term = term.reshape(n, oh, ow, cout).astype(out_dtype)
         out = term if out is None else out + term
     return out
+
+
+def _native_forward(gradient_formulation):
+    """A conv with XLA's native forward whose gradient is that of ``gradient_formulation``.
+
+    XLA:CPU's native forward is the faster one for dense convs on large maps and for grouped
+    convs; what is slow is its backward (30-60x for 32-group convs), which computes the kernel
+    gradient as a convolution whose window is the whole feature map. The formulations here make
+    it matmuls contracting over N*H*W. Being a ``custom_vjp``, it has no second derivative.
+    """
+
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6, 7, 8))
+    def conv(lhs, rhs, *args):
+        return _native(lhs, rhs, *args)
+
+    def forward(lhs, rhs, *args):
+        return conv(lhs, rhs, *args), (lhs, rhs)
+
+    def backward(*args_and_residuals):
+        *args, (lhs, rhs), g = args_and_residuals
+        # The formulation's own forward is dead code after jit: only its transpose is kept.
+        _, vjp = jax.vjp(lambda x, w: gradient_formulation(x, w, *args), lhs, rhs)
+        return vjp(g)
+
+    conv.defvjp(forward, backward)
+    return conv
+
+
+_native_forward_shifted_backward = _native_forward(_shifted_conv)  # grouped
+_native_forward_im2col_backward = _native_forward(_im2col_conv)  # dense on maps over 8x8

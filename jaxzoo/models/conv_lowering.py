@@ -217,7 +217,7 @@ def _native_forward(gradient_formulation):
 
     def backward(*args_and_residuals):
         *args, (lhs, rhs), g = args_and_residuals
-        # The formulation's own forward is dead code after jit: only its transpose is kept.
+        # Of the formulation's forward, jit keeps only what its transpose needs (im2col's patches).
         _, vjp = jax.vjp(lambda x, w: gradient_formulation(x, w, *args), lhs, rhs)
         return vjp(g)
 

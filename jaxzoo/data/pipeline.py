@@ -62,7 +62,7 @@ def resize_center_crop(image, size: int):
 def _plain_tf(fn):
     """``fn`` for ``Dataset.map`` without AutoGraph. Our preprocessing is plain TF ops (no Python
     control flow on tensors), and AutoGraph re-parsed its source every time an epoch's pipeline
-    was built: 0.1-1.0 s per epoch, a third of an epoch of 1,024 JPEGs."""
+    was built (0.36 s of a 0.7 s build; builds now take 0.07-0.1 s)."""
     return tf.autograph.experimental.do_not_convert(fn)
 
 

@@ -169,8 +169,9 @@ def _max_pool_fwd(x, kernel_size, stride, pads):
 def _max_pool_bwd(kernel_size, stride, pads, residuals, g):
     """torch's max_pool2d backward: each window's gradient goes to the first position, in row-major
     order, that holds the window's max. Written as kernel_size**2 shifted compares and strided
-    pads, which XLA:CPU fuses into a few loops; the gradient JAX derives for ``reduce_window``
-    (select-and-scatter, with an iota of the padded input's size) took 3-5x longer."""
+    pads, which XLA:CPU fuses into a few loops, in place of the gradient JAX derives for
+    ``reduce_window`` (select-and-scatter, with an iota of the padded input's size): googlenet's
+    train step at 128 px went from 24.4 to 30.5 img/s."""
     x, y = residuals
     (pt, pb), (pl, pr) = pads
     padded = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=-jnp.inf)

@@ -66,14 +66,16 @@ def _plain_tf(fn):
     return tf.autograph.experimental.do_not_convert(fn)
 
 
-def _without_autotune(ds):
-    """``ds`` with tf.data's autotuning off. Its optimization thread made deleting a finished
-    epoch's iterator wait up to a second (0-1.04 s, in 5 of 10 epochs of 1,024 JPEGs: the slow
-    epochs of ``bench --input``). Without it ``AUTOTUNE`` parallelism is fixed (the map runs on
-    every core) and the epochs took the same time."""
+def _numpy_batches(ds, batch: int):
+    """``ds`` in full batches, prefetched, as numpy, with tf.data's autotuning off. Its
+    optimization thread made deleting a finished epoch's iterator wait up to a second (0-1.04 s,
+    in 5 of 10 epochs of 1,024 JPEGs: the slow epochs of ``bench --input``). Without it
+    ``AUTOTUNE`` parallelism is fixed (the map runs on every core) and the epochs took the same
+    time."""
     options = tf.data.Options()
     options.autotune.enabled = False
-    return ds.with_options(options)
+    ds = ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    return ds.with_options(options).as_numpy_iterator()
 
 
 def _seed(*numbers: int) -> int:
@@ -137,8 +139,7 @@ class Datasets:
         ds = self._source.train(_seed(self.seed, epoch, self.process_index, 0))
         ds = ds.take(self.steps_per_epoch * batch).enumerate().skip(start_step * batch)
         ds = ds.map(_plain_tf(preprocess), num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-        return _without_autotune(ds).as_numpy_iterator()
+        return _numpy_batches(ds, batch)
 
     def val_batches(self):
         """This process's validation examples, each once, in ``val_steps`` batches; the last ones
@@ -167,8 +168,7 @@ class Datasets:
             "mask": tf.constant(False)}).repeat()
         ds = examples.map(_plain_tf(preprocess), num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.concatenate(padding).take(steps * batch)
-        ds = ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-        return _without_autotune(ds).as_numpy_iterator()
+        return _numpy_batches(ds, batch)
 
 
 def _prepared_builder(make_builder, dataset: str):

@@ -185,8 +185,13 @@ def _shifted_conv(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation, groups
     out = None
     for i, j, view in _taps(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation):
         n, oh, ow, _ = view.shape
-        if cin_g == 1:
-            # Depthwise (with channel multiplier cout_g): out[..., g, m] += x[..., g] * w[g, m].
+        if cin_g == 1 and cout_g == 1:
+            # Depthwise: out[..., c] += x[..., c] * w[c]. Kept 4-D on purpose: with a trailing
+            # unit axis (the general case below) the kernel gradient's per-channel sums ran 12x
+            # slower on XLA:CPU (a (16, 32, 32, 144, 1) multiply-and-sum: 6.4 ms, 4-D: 0.5 ms).
+            term = (view * rhs[i, j, 0]).astype(out_dtype)
+        elif cin_g == 1:
+            # Depthwise with channel multiplier cout_g: out[..., g, m] += x[..., g] * w[g, m].
             w = rhs[i, j, 0].reshape(groups, cout_g)
             term = (view[..., None] * w).reshape(n, oh, ow, cout).astype(out_dtype)
         else:

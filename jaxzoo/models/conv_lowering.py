@@ -7,7 +7,7 @@ than PyTorch does: a 32-group 3x3 conv's forward+backward is hundreds of times s
 - depthwise (one input channel per group): for each of the kh*kw taps, a shifted (and strided) view
   of the padded input times that tap's per-channel weights, summed. Elementwise only, so XLA fuses
   the whole thing into a few loops. Its gradient (a ``custom_vjp``) keeps only the input, not the
-  kh*kw views, for the backward pass (MobileNetV2's train step at 128 px, batch 16: 662 -> 384 MiB).
+  kh*kw views, for the backward pass (MobileNetV2's train step at 128 px, batch 16: 662 -> 481 MiB).
 - grouped (several input channels per group): for each tap, an einsum of the shifted view, split
   into (groups, channels per group), with that tap's (channels in, groups, channels out) weights:
   a batched matmul over groups. XLA:CPU's native grouped forward is faster than this one, only its

@@ -2,6 +2,7 @@
 beside torchvision's (torch.profiler, per aten op), same model, batch, resolution and threads.
 
     python benchmarks/profile_train_step.py resnet50 --size 128 --batch 16 [--threads 2]
+    python benchmarks/profile_train_step.py resnet18 --mode infer --size 224 --batch 32
 
 XLA:CPU reports each executed op (thunk) as a trace event named after its HLO instruction; the
 instruction's fused computation says what it is (a convolution, a dot, a reduction, elementwise
@@ -61,10 +62,10 @@ def hlo_categories(hlo: str) -> dict[str, str]:
     return {name: kind(op, rest) for name, (op, rest) in instructions.items()}
 
 
-def profile_jax(name, size, batch, steps):
+def profile_jax(name, mode, size, batch, steps):
     import jax
 
-    runner = bench.JaxRunner(name, "train", batch, size, "float32")
+    runner = bench.JaxRunner(name, mode, batch, size, "float32")
     categories = hlo_categories(runner.compiled.as_text())
     for _ in range(2):
         runner.step()
@@ -85,10 +86,10 @@ def profile_jax(name, size, batch, steps):
     return wall * 1e3, groups
 
 
-def profile_torch(name, size, batch, steps):
+def profile_torch(name, mode, size, batch, steps):
     from torch.profiler import ProfilerActivity, profile
 
-    runner = bench.TorchRunner(name, "train", batch, size, "float32")
+    runner = bench.TorchRunner(name, mode, batch, size, "float32")
     t0 = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
@@ -101,6 +102,7 @@ def profile_torch(name, size, batch, steps):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model")
+    parser.add_argument("--mode", choices=("train", "infer"), default="train")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
@@ -109,14 +111,14 @@ def main():
     keep_freed_memory()
     bench.limit_threads(args.threads)
 
-    wall, groups = profile_jax(args.model, args.size, args.batch, args.steps)
+    wall, groups = profile_jax(args.model, args.mode, args.size, args.batch, args.steps)
     total = sum(groups.values())
-    print(f"jaxzoo {args.model}, {args.size} px, batch {args.batch}: {wall:.0f} ms per step, "
+    print(f"jaxzoo {args.model} {args.mode}, {args.size} px, batch {args.batch}: {wall:.0f} ms per step, "
           f"{total:.0f} ms in XLA ops\n\n| kind of op | ms per step | share |\n|---|---|---|")
     for kind, ms in groups.most_common():
         print(f"| {kind} | {ms:.0f} | {100 * ms / total:.0f}% |")
 
-    wall, ops = profile_torch(args.model, args.size, args.batch, args.steps)
+    wall, ops = profile_torch(args.model, args.mode, args.size, args.batch, args.steps)
     print(f"\ntorch {args.model}: {wall:.0f} ms per step\n\n| aten op (self time) | ms per step |"
           f"\n|---|---|")
     for key, ms in sorted(ops.items(), key=lambda kv: -kv[1])[:12]:

@@ -98,9 +98,10 @@ def test_depthwise_kernel_gradient_by_padding_matches_native(case, monkeypatch):
     x = rng.standard_normal(shape).astype(np.float32)
     w = rng.standard_normal((kh, kw, 1, cout)).astype(np.float32)
     conv_args = (stride, padding, dilation, groups)
-    g = rng.standard_normal(jax.eval_shape(lambda: _conv("native", x, w, *conv_args)).shape)
-    native = _value_and_grads("native", x, w, g.astype(np.float32), *conv_args)
-    fast = _value_and_grads("fast", x, w, g.astype(np.float32), *conv_args)
+    out_shape = jax.eval_shape(lambda: _conv("native", x, w, *conv_args)).shape
+    g = rng.standard_normal(out_shape).astype(np.float32)
+    native = _value_and_grads("native", x, w, g, *conv_args)
+    fast = _value_and_grads("fast", x, w, g, *conv_args)
     np.testing.assert_allclose(fast[2], native[2], rtol=1e-4,
                                atol=1e-4 * float(np.abs(native[2]).max()))
 

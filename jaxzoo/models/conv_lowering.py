@@ -220,8 +220,8 @@ def _shifted_conv(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation, groups
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6, 7, 8))
 def _depthwise_conv(lhs, rhs, *args):
-    """A depthwise conv (channel multiplier 1): the shifted multiply-adds, and a kernel gradient
-    that sums each tap's products without copying the tap's view of the input."""
+    """A depthwise conv (channel multiplier 1): the shifted multiply-adds, with a gradient that
+    keeps only the input for the backward pass and sums each tap's products there."""
     return _shifted_conv(lhs, rhs, *args)
 
 

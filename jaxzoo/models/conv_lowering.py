@@ -164,8 +164,14 @@ def _padded_input(lhs, kernel_size, strides, padding, lhs_dilation, rhs_dilation
 def _taps(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation):
     """Pad (and dilate) the input once; yield (i, j, view) for each kernel tap, where ``view`` is
     the (N, OH, OW, C) slice of the padded input that tap (i, j) multiplies."""
-    kh, kw = rhs.shape[:2]
-    x, oh, ow = _padded_input(lhs, (kh, kw), strides, padding, lhs_dilation, rhs_dilation)
+    kernel_size = rhs.shape[:2]
+    x, oh, ow = _padded_input(lhs, kernel_size, strides, padding, lhs_dilation, rhs_dilation)
+    return _views(x, oh, ow, kernel_size, strides, rhs_dilation)
+
+
+def _views(x, oh, ow, kernel_size, strides, rhs_dilation):
+    """``_taps`` of an input already padded by ``_padded_input``."""
+    kh, kw = kernel_size
     (sh, sw), (dh, dw) = strides, rhs_dilation
     for i in range(kh):
         for j in range(kw):
@@ -254,7 +260,7 @@ def _depthwise_backward(strides, padding, lhs_dilation, rhs_dilation, groups, pr
                 sums.append(jnp.sum(x * placed, axis=(0, 1, 2)))
     else:
         sums = [jnp.sum(view.astype(jnp.float32) * g, axis=(0, 1, 2))
-                for _, _, view in _taps(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation)]
+                for _, _, view in _views(x, oh, ow, (kh, kw), strides, rhs_dilation)]
     kernel_grad = jnp.stack(sums).reshape(rhs.shape).astype(rhs.dtype)
     return input_grad, kernel_grad
 

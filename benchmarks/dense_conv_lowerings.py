@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxzoo.models import conv_lowering
+from jaxzoo.models import lowering
 
 SHAPES = [  # (batch, side, in, out, kernel, stride)
     (32, 8, 64, 64, 3, 1), (32, 8, 64, 128, 3, 2), (32, 4, 128, 128, 3, 1),
@@ -38,7 +38,7 @@ def main():
         convs = {
             "native": lambda x, w: lax.conv_general_dilated(
                 x, w, (s, s), pads, dimension_numbers=("NHWC", "HWIO", "NHWC")),
-            "im2col": lambda x, w: conv_lowering._im2col_conv(
+            "im2col": lambda x, w: lowering._im2col_conv(
                 x, w, (s, s), pads, (1, 1), (1, 1), 1, None, None),
         }
         cells = []

@@ -1,5 +1,6 @@
-"""The CPU lowering of grouped/depthwise convs gives XLA's native conv's numbers: outputs and
-gradients, layer by layer and through whole models (against torchvision too)."""
+"""The "cpu" lowering of convs and max-pool gives XLA's native ops' numbers: outputs and
+gradients, layer by layer and through whole models (against torchvision too); the lowering is a
+field of the model, so a step traced for one lowering never runs another."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +10,9 @@ from flax import linen as nn
 
 import jaxzoo
 from jaxzoo.convert import from_torch, parity
-from jaxzoo.models import conv_lowering, layers
+from jax import lax
+
+from jaxzoo.models import layers, lowering
 from tests.conftest import assert_parity, compiled_apply, photo_batch
 
 # (name, input (n, h, w, c), kernel (kh, kw), out channels, groups, stride, padding, dilation)
@@ -46,10 +49,9 @@ CASES = [
 
 
 def _conv(choice, x, w, stride, padding, dilation, groups, **kwargs):
-    with conv_lowering.conv_impl(choice):
-        return conv_lowering.conv_general_dilated(
-            x, w, (stride, stride), padding, rhs_dilation=(dilation, dilation),
-            dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups, **kwargs)
+    conv = lowering.conv_function(choice)
+    return conv(x, w, (stride, stride), padding, rhs_dilation=(dilation, dilation),
+                dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups, **kwargs)
 
 
 def _value_and_grads(choice, x, w, g, *conv_args):
@@ -68,16 +70,15 @@ def test_fast_lowering_matches_native_conv(case):
     x = rng.standard_normal(shape).astype(np.float32)
     w = rng.standard_normal((kh, kw, shape[-1] // groups, cout)).astype(np.float32)
     conv_args = (stride, padding, dilation, groups)
-    out_shape = jax.eval_shape(lambda: _conv("native", x, w, *conv_args)).shape
+    out_shape = jax.eval_shape(lambda: _conv("xla", x, w, *conv_args)).shape
     g = rng.standard_normal(out_shape).astype(np.float32)
 
-    with conv_lowering.conv_impl("fast"):
-        method = conv_lowering.lowering_for(x.shape, w.shape, groups)
+    method = lowering.formulation_for(x.shape, w.shape, groups)
     small = kh * kw == 1 or shape[1] * shape[2] <= 64
     assert method == ("im2col" if groups == 1 and small else "im2col_grad" if groups == 1 else
                       "depthwise" if shape[-1] == groups else "grouped")
-    native = _value_and_grads("native", x, w, g, *conv_args)
-    fast = _value_and_grads("fast", x, w, g, *conv_args)
+    native = _value_and_grads("xla", x, w, g, *conv_args)
+    fast = _value_and_grads("cpu", x, w, g, *conv_args)
     for what, a, b in zip(("output", "d/dinput", "d/dkernel"), fast, native):
         assert a.shape == b.shape and a.dtype == b.dtype, what
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(np.abs(b).max()),
@@ -92,16 +93,16 @@ DEPTHWISE_CASES = [c for c in CASES
 def test_depthwise_kernel_gradient_by_padding_matches_native(case, monkeypatch):
     # The kernel gradient's other formulation (the gradient padded onto the input's grid), which
     # the cases above only reach on maps where padding adds little: forced on for every case.
-    monkeypatch.setattr(conv_lowering, "_PAD_TRICK_MAX_AREA", float("inf"))
+    monkeypatch.setattr(lowering, "_PAD_TRICK_MAX_AREA", float("inf"))
     _, shape, (kh, kw), cout, groups, stride, padding, dilation = case
     rng = np.random.default_rng(2)
     x = rng.standard_normal(shape).astype(np.float32)
     w = rng.standard_normal((kh, kw, 1, cout)).astype(np.float32)
     conv_args = (stride, padding, dilation, groups)
-    out_shape = jax.eval_shape(lambda: _conv("native", x, w, *conv_args)).shape
+    out_shape = jax.eval_shape(lambda: _conv("xla", x, w, *conv_args)).shape
     g = rng.standard_normal(out_shape).astype(np.float32)
-    native = _value_and_grads("native", x, w, g, *conv_args)
-    fast = _value_and_grads("fast", x, w, g, *conv_args)
+    native = _value_and_grads("xla", x, w, g, *conv_args)
+    fast = _value_and_grads("cpu", x, w, g, *conv_args)
     np.testing.assert_allclose(fast[2], native[2], rtol=1e-4,
                                atol=1e-4 * float(np.abs(native[2]).max()))
 
@@ -114,43 +115,64 @@ def test_string_padding_and_input_dilation_match_native():
         for padding, lhs_dilation in (("SAME", (1, 1)), ("VALID", (1, 1)),
                                       (((1, 1), (1, 1)), (2, 2))):
             outs = [_conv(c, x, w, 2, padding, 1, groups, lhs_dilation=lhs_dilation)
-                    for c in ("fast", "native")]
+                    for c in ("cpu", "xla")]
             np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-4,
                                        err_msg=f"{padding} groups={groups}")
 
 
-def test_choice_is_native_off_cpu():
-    assert conv_lowering.lowering_for((1, 16, 16, 8), (3, 3, 8, 8), 1,
-                                      backend="cpu") == "im2col_grad"
-    assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 8, 8), 1, backend="cpu") == "im2col"
-    assert conv_lowering.lowering_for((1, 56, 56, 8), (1, 1, 8, 8), 1, backend="cpu") == "im2col"
-    assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 8, 8), 1, backend="gpu") == "native"
-    assert conv_lowering.lowering_for((1, 8, 8, 8), (1, 1, 8, 8), 1, backend="tpu") == "native"
-    assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 1, 8), 8, backend="cpu") == "depthwise"
-    assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 2, 8), 4, backend="cpu") == "grouped"
-    assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 1, 8), 8, backend="gpu") == "native"
-    with conv_lowering.conv_impl("native"):
-        assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 1, 8), 8, backend="cpu") == "native"
-    with pytest.raises(ValueError):
-        with conv_lowering.conv_impl("fastest"):
-            pass
+def test_formulation_by_shape():
+    assert lowering.formulation_for((1, 16, 16, 8), (3, 3, 8, 8), 1) == "im2col_grad"
+    assert lowering.formulation_for((1, 8, 8, 8), (3, 3, 8, 8), 1) == "im2col"
+    assert lowering.formulation_for((1, 56, 56, 8), (1, 1, 8, 8), 1) == "im2col"
+    assert lowering.formulation_for((1, 8, 8, 8), (3, 3, 1, 8), 8) == "depthwise"
+    assert lowering.formulation_for((1, 8, 8, 8), (3, 3, 2, 8), 4) == "grouped"
 
 
-def test_env_var_selects_the_lowering(monkeypatch):
-    monkeypatch.setenv("JAXZOO_CONV", "native")
-    assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 1, 8), 8, backend="cpu") == "native"
-    monkeypatch.setenv("JAXZOO_CONV", "fast")
-    assert conv_lowering.lowering_for((1, 16, 16, 8), (3, 3, 8, 8), 1,
-                                      backend="tpu") == "im2col_grad"
-    assert conv_lowering.lowering_for((1, 8, 8, 8), (3, 3, 1, 8), 8, backend="tpu") == "depthwise"
+def test_lowering_for_devices():
+    cpu = jax.devices("cpu")
+    assert lowering.for_devices(cpu) == "cpu"
+
+    class Accelerator:
+        platform = "gpu"
+
+    assert lowering.for_devices([Accelerator()]) == "xla"
+    assert lowering.for_devices([cpu[0], Accelerator()]) == "xla"
+    with pytest.raises(ValueError, match="lowering must be one of"):
+        jaxzoo.create_model("resnet18", lowering="fast")
 
 
-def test_layers_conv_uses_the_lowering():
-    module = layers.conv(8, 3, groups=8)
+@pytest.mark.parametrize("choice", lowering.LOWERINGS)
+def test_layers_conv_uses_the_lowering_it_is_given(choice):
+    module = layers.conv(8, 3, groups=8, lowering=choice)
     jaxpr = jax.make_jaxpr(lambda x: module.init_with_output(jax.random.PRNGKey(0), x)[0])(
         jnp.zeros((1, 6, 6, 8)))
-    on_cpu = jax.default_backend() == "cpu"
-    assert ("conv_general_dilated" not in str(jaxpr)) == on_cpu
+    assert ("conv_general_dilated" in str(jaxpr)) == (choice == "xla")
+
+
+def test_a_model_traced_per_lowering_gives_the_same_numbers_and_retraces():
+    """The lowering is a field of the model: jit traces a model built with another lowering
+    anew (it cannot reuse a stale trace), and both give the same logits and gradients."""
+    traces = []
+
+    def loss(model, variables, x):
+        traces.append(model.lowering)
+        logits, _ = model.apply(variables, x, train=True, mutable=["batch_stats"])
+        return jnp.mean(jax.nn.log_softmax(logits)[:, 0])
+
+    grad_fn = jax.jit(jax.value_and_grad(loss, argnums=1), static_argnums=0)
+    x = photo_batch(32, num_random=1)
+    models = {c: jaxzoo.create_model("mobilenet_v3_small", num_classes=10, dropout=0.0,
+                                     lowering=c) for c in ("cpu", "xla")}
+    variables = jax.jit(lambda: models["xla"].init(jax.random.PRNGKey(0), x[:1]))()
+    results = {c: grad_fn(m, variables, x) for c, m in models.items()}
+    grad_fn(models["cpu"], variables, x)  # cached: no new trace
+    assert traces == ["cpu", "xla"]
+    (loss_cpu, grads_cpu), (loss_xla, grads_xla) = results["cpu"], results["xla"]
+    np.testing.assert_allclose(loss_cpu, loss_xla, rtol=1e-5)
+    # Against the largest gradient: some (biases before a BatchNorm) are zero up to float noise.
+    scale = max(float(np.abs(g).max()) for g in jax.tree.leaves(grads_xla))
+    for a, b in zip(jax.tree.leaves(grads_cpu), jax.tree.leaves(grads_xla)):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5 * scale)
 
 
 def test_resnext50_matches_torchvision_logits_and_native_gradients():
@@ -158,7 +180,7 @@ def test_resnext50_matches_torchvision_logits_and_native_gradients():
     torch_model = parity.torchvision_model(name)
     parity.randomize_(torch_model, seed=3)
     variables = from_torch(name, torch_model.state_dict())
-    model = jaxzoo.create_model(name)
+    model = jaxzoo.create_model(name, lowering="cpu")
     images = photo_batch(size, num_random=1)
     # Eval logits (grouped convs: native forward) against torchvision.
     assert_parity(compiled_apply(model)(variables, images), parity.torch_forward(torch_model, images))
@@ -173,11 +195,11 @@ def test_resnext50_matches_torchvision_logits_and_native_gradients():
     # Small inputs: the all-native backward is the slow part of this test.
     small = photo_batch(32, num_random=0)[:2]
     grads = {}
-    for choice in ("fast", "native"):
-        with conv_lowering.conv_impl(choice):
-            grads[choice] = jax.jit(jax.grad(loss))(variables["params"], small)
-    flat_fast = jax.tree.leaves_with_path(grads["fast"])
-    flat_native = dict(jax.tree.leaves_with_path(grads["native"]))
+    for choice in ("cpu", "xla"):
+        model = jaxzoo.create_model(name, lowering=choice)
+        grads[choice] = jax.jit(jax.grad(loss))(variables["params"], small)
+    flat_fast = jax.tree.leaves_with_path(grads["cpu"])
+    flat_native = dict(jax.tree.leaves_with_path(grads["xla"]))
     assert len(flat_fast) == len(flat_native)
     # Per tensor, relative to its norm: batch-2 train-mode BatchNorm on 1x1 maps makes single
     # elements ill-conditioned (a different summation order moves one by ~1%), not whole tensors.
@@ -192,10 +214,10 @@ class _TinyDepthwiseNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, train=False):
-        x = layers.conv(16, 3, 2, groups=16, name="dw")(x)
+        x = layers.conv(16, 3, 2, groups=16, lowering="cpu", name="dw")(x)
         x = nn.relu(layers.BatchNorm(name="bn")(x, train))
-        x = layers.conv(32, 1, name="pw")(x)
-        x = layers.conv(32, 3, groups=4, name="gc")(x)
+        x = layers.conv(32, 1, lowering="cpu", name="pw")(x)
+        x = layers.conv(32, 3, groups=4, lowering="cpu", name="gc")(x)
         return layers.dense(10, name="fc")(layers.global_avg_pool(x))
 
 
@@ -227,8 +249,7 @@ def test_depthwise_model_matches_torch_logits_and_gradients():
         logits = model.apply({**variables, "params": params}, x)
         return jnp.sum(logits * jnp.arange(10.0)), logits
 
-    with conv_lowering.conv_impl("fast"):
-        (_, logits), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(variables["params"])
+    (_, logits), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(variables["params"])
 
     xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
     tl = tm(xt)

@@ -1,4 +1,5 @@
-"""layers.max_pool against torch.nn.functional.max_pool2d: outputs and gradients, ties included."""
+"""layers.max_pool against torch.nn.functional.max_pool2d: outputs and gradients, ties included,
+under both lowerings."""
 import jax
 import numpy as np
 import pytest
@@ -18,12 +19,15 @@ POOLS = [
 
 @pytest.mark.parametrize("kernel,stride,padding,ceil_mode,h,w", POOLS)
 @pytest.mark.parametrize("ties", [False, True], ids=["distinct", "ties"])
-def test_max_pool_value_and_gradient_match_torch(kernel, stride, padding, ceil_mode, h, w, ties):
+@pytest.mark.parametrize("lowering", ["cpu", "xla"])
+def test_max_pool_value_and_gradient_match_torch(kernel, stride, padding, ceil_mode, h, w, ties,
+                                                 lowering):
     rng = np.random.default_rng(kernel * 100 + h)
     x = rng.standard_normal((2, h, w, 3)).astype(np.float32)
     if ties:  # a few distinct values: most windows hold their max more than once
         x = np.round(x).clip(-1, 1)
-    pool = jax.jit(lambda x: layers.max_pool(x, kernel, stride, padding, ceil_mode))
+    pool = jax.jit(lambda x: layers.max_pool(x, kernel, stride, padding, ceil_mode,
+                                             lowering=lowering))
     out_shape = jax.eval_shape(pool, x).shape
     g = rng.standard_normal(out_shape).astype(np.float32)
     out, vjp = jax.vjp(pool, x)

@@ -16,7 +16,7 @@ defaults here.
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -51,25 +51,34 @@ def flatten_nchw(x: jax.Array) -> jax.Array:
     return x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1)
 
 
+ModuleDef = Any
+
+
 class BasicConv2d(nn.Module):
     """torchvision's BasicConv2d: Conv2d(bias=False) + BatchNorm2d(eps=0.001) + ReLU.
-    ``padding`` is torch's (default 0)."""
+    ``padding`` is torch's (default 0). ``conv`` and ``norm`` are the model's (its dtype,
+    lowering, initializer and BatchNorm axis set)."""
 
     features: int
     kernel_size: int | Sequence[int]
     stride: int = 1
     padding: int | Sequence[int] = 0
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
-    kernel_init: Any = layers.kaiming_normal_fan_out
+    conv: ModuleDef = layers.conv
+    norm: ModuleDef = functools.partial(layers.BatchNorm, epsilon=1e-3)
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        x = layers.conv(self.features, self.kernel_size, self.stride, self.padding,
-                        dtype=self.dtype, kernel_init=self.kernel_init, name="conv")(x)
-        x = layers.BatchNorm(epsilon=1e-3, dtype=self.dtype, axis_name=self.bn_axis_name,
-                             name="bn")(x, train)
-        return nn.relu(x)
+        x = self.conv(self.features, self.kernel_size, self.stride, self.padding, name="conv")(x)
+        return nn.relu(self.norm(name="bn")(x, train))
+
+
+def basic_conv(module: nn.Module, kernel_init) -> ModuleDef:
+    """``BasicConv2d`` with ``module``'s dtype, lowering and BatchNorm axis, and ``kernel_init``."""
+    conv = functools.partial(layers.conv, dtype=module.dtype, lowering=module.lowering,
+                             kernel_init=kernel_init)
+    norm = functools.partial(layers.BatchNorm, epsilon=1e-3, dtype=module.dtype,
+                             axis_name=module.bn_axis_name)
+    return functools.partial(BasicConv2d, conv=conv, norm=norm)
 
 
 class Inception(nn.Module):
@@ -79,14 +88,12 @@ class Inception(nn.Module):
     ch5x5red: int
     ch5x5: int
     pool_proj: int
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
-    kernel_init: Any = layers.kaiming_normal_fan_out
+    conv: ModuleDef  # BasicConv2d, configured
+    max_pool: Callable  # layers.max_pool, lowering set
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        conv = functools.partial(BasicConv2d, dtype=self.dtype, bn_axis_name=self.bn_axis_name,
-                                 kernel_init=self.kernel_init)
+        conv = self.conv
         branch1 = conv(self.ch1x1, 1, name="branch1")(x, train)
 
         branch2 = conv(self.ch3x3red, 1, name="branch2_0")(x, train)
@@ -96,7 +103,7 @@ class Inception(nn.Module):
         # 3x3, not the paper's 5x5: torchvision's known deviation, kept for its weights.
         branch3 = conv(self.ch5x5, 3, padding=1, name="branch3_1")(branch3, train)
 
-        branch4 = layers.max_pool(x, 3, 1, padding=1, ceil_mode=True)
+        branch4 = self.max_pool(x, 3, 1, padding=1, ceil_mode=True)
         branch4 = conv(self.pool_proj, 1, name="branch4_1")(branch4, train)
         return jnp.concatenate([branch1, branch2, branch3, branch4], axis=-1)
 
@@ -106,22 +113,18 @@ class InceptionAux(nn.Module):
     1x1 conv to 128, fc 2048 -> 1024, ReLU, dropout, fc."""
 
     num_classes: int
+    conv: ModuleDef  # BasicConv2d, configured
+    dense: ModuleDef  # layers.dense, configured
     dropout: float = 0.7
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
-    kernel_init: Any = layers.kaiming_normal_fan_out
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         x = layers.adaptive_avg_pool(x, (4, 4))
-        x = BasicConv2d(128, 1, dtype=self.dtype, bn_axis_name=self.bn_axis_name,
-                        kernel_init=self.kernel_init, name="conv")(x, train)
+        x = self.conv(128, 1, name="conv")(x, train)
         x = flatten_nchw(x)
-        x = nn.relu(layers.dense(1024, dtype=self.dtype, kernel_init=self.kernel_init,
-                                 name="fc1")(x))
+        x = nn.relu(self.dense(1024, name="fc1")(x))
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return layers.dense(self.num_classes, dtype=self.dtype, kernel_init=self.kernel_init,
-                            name="fc2")(x)
+        return self.dense(self.num_classes, name="fc2")(x)
 
 
 class GoogLeNet(nn.Module):
@@ -140,38 +143,45 @@ class GoogLeNet(nn.Module):
     dropout_aux: float = 0.7
     dtype: Any = jnp.float32
     bn_axis_name: str | None = None
+    lowering: str = "xla"
+    in_channels: int = 3
 
     def features(self, x: jax.Array, train: bool = False) -> jax.Array:
         """Pooled features before dropout and the classifier, shape (N, 1024)."""
-        return self(x, train, features_only=True)
+        return self(x, train, output="features")
+
+    def feature_maps(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
+        """The outputs of conv3, inception3b, inception4e and inception5b: strides 4, 8, 16, 32."""
+        return self(x, train, output="feature_maps")
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False, *, features_only: bool = False):
-        layers.check_input(x, "googlenet", MIN_SIZE)
+    def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):
+        layers.check_input(x, "googlenet", MIN_SIZE, self.in_channels, output)
         # torchvision's init_weights=True: trunc_normal_(std=0.01) for every conv and linear weight.
         init = trunc_normal(0.01)
-        conv = functools.partial(BasicConv2d, dtype=self.dtype, bn_axis_name=self.bn_axis_name,
-                                 kernel_init=init)
-        block = functools.partial(Inception, dtype=self.dtype, bn_axis_name=self.bn_axis_name,
-                                  kernel_init=init)
-        aux = functools.partial(InceptionAux, self.num_classes, self.dropout_aux, dtype=self.dtype,
-                                bn_axis_name=self.bn_axis_name, kernel_init=init)
+        conv = basic_conv(self, init)
+        max_pool = functools.partial(layers.max_pool, lowering=self.lowering)
+        dense = functools.partial(layers.dense, dtype=self.dtype, kernel_init=init)
+        block = functools.partial(Inception, conv=conv, max_pool=max_pool)
+        aux = functools.partial(InceptionAux, self.num_classes, conv, dense, self.dropout_aux)
         # The auxiliary heads run in train mode only, but their parameters exist in eval mode too
         # (they are in torchvision's state dict), so they also run when initializing.
-        run_aux = self.aux_logits and (train or self.is_initializing()) and not features_only
+        run_aux = self.aux_logits and (train or self.is_initializing()) and output == "logits"
 
         x = x.astype(self.dtype)
         if self.transform_input:
             x = transform_input(x)
         x = conv(64, 7, 2, 3, name="conv1")(x, train)
-        x = layers.max_pool(x, 3, 2, ceil_mode=True)
+        x = max_pool(x, 3, 2, ceil_mode=True)
         x = conv(64, 1, name="conv2")(x, train)
         x = conv(192, 3, padding=1, name="conv3")(x, train)
-        x = layers.max_pool(x, 3, 2, ceil_mode=True)
+        maps = [x]
+        x = max_pool(x, 3, 2, ceil_mode=True)
 
         x = block(64, 96, 128, 16, 32, 32, name="inception3a")(x, train)
         x = block(128, 128, 192, 32, 96, 64, name="inception3b")(x, train)
-        x = layers.max_pool(x, 3, 2, ceil_mode=True)
+        maps.append(x)
+        x = max_pool(x, 3, 2, ceil_mode=True)
 
         x = block(192, 96, 208, 16, 48, 64, name="inception4a")(x, train)
         aux1 = aux(name="aux1")(x, train) if run_aux else None
@@ -180,16 +190,19 @@ class GoogLeNet(nn.Module):
         x = block(112, 144, 288, 32, 64, 64, name="inception4d")(x, train)
         aux2 = aux(name="aux2")(x, train) if run_aux else None
         x = block(256, 160, 320, 32, 128, 128, name="inception4e")(x, train)
-        x = layers.max_pool(x, 2, 2, ceil_mode=True)
+        maps.append(x)
+        x = max_pool(x, 2, 2, ceil_mode=True)
 
         x = block(256, 160, 320, 32, 128, 128, name="inception5a")(x, train)
         x = block(384, 192, 384, 48, 128, 128, name="inception5b")(x, train)
+        if output == "feature_maps":
+            return [*maps, x]
 
         x = layers.global_avg_pool(x)
-        if features_only:
+        if output == "features":
             return x
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        logits = layers.dense(self.num_classes, dtype=self.dtype, kernel_init=init, name="fc")(x)
+        logits = dense(self.num_classes, name="fc")(x)
         if train and self.aux_logits:
             return logits, aux2, aux1
         return logits
@@ -205,4 +218,5 @@ register(ModelSpec(
     # truncated-normal initialization (and its FutureWarning); weights are compared, not drawn.
     torch_kwargs={"aux_logits": True, "transform_input": False, "init_weights": False},
     head=("fc", "aux1.fc2", "aux2.fc2"), default_size=224, min_size=MIN_SIZE,
+    feature_channels=(192, 480, 832, 1024),
     description="GoogLeNet (Inception v1, torchvision's BatchNorm variant, auxiliary heads)"))

@@ -12,14 +12,14 @@ torchvision's pretrained weights expect 299x299 inputs and ``transform_input=Tru
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxzoo.models import layers
-from jaxzoo.models.googlenet import BasicConv2d, transform_input, trunc_normal
+from jaxzoo.models.googlenet import ModuleDef, basic_conv, transform_input, trunc_normal
 from jaxzoo.models.registry import ModelSpec, register
 
 MIN_SIZE = 75  # Mixed_7a's stride-2 3x3 convolution needs a 3x3 map
@@ -33,19 +33,13 @@ AUX_MIN_SIZE = 299
 _INIT = trunc_normal(0.1)
 
 
-def _conv(module: nn.Module):
-    return functools.partial(BasicConv2d, dtype=module.dtype, bn_axis_name=module.bn_axis_name,
-                             kernel_init=_INIT)
-
-
 class InceptionA(nn.Module):
     pool_features: int
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
+    conv: ModuleDef  # BasicConv2d, configured
 
     @nn.compact
     def __call__(self, x, train: bool):
-        conv = _conv(self)
+        conv = self.conv
         branch1x1 = conv(64, 1, name="branch1x1")(x, train)
 
         branch5x5 = conv(48, 1, name="branch5x5_1")(x, train)
@@ -61,30 +55,29 @@ class InceptionA(nn.Module):
 
 
 class InceptionB(nn.Module):
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
+    conv: ModuleDef  # BasicConv2d, configured
+    max_pool: Callable  # layers.max_pool, lowering set
 
     @nn.compact
     def __call__(self, x, train: bool):
-        conv = _conv(self)
+        conv = self.conv
         branch3x3 = conv(384, 3, 2, name="branch3x3")(x, train)
 
         branch3x3dbl = conv(64, 1, name="branch3x3dbl_1")(x, train)
         branch3x3dbl = conv(96, 3, padding=1, name="branch3x3dbl_2")(branch3x3dbl, train)
         branch3x3dbl = conv(96, 3, 2, name="branch3x3dbl_3")(branch3x3dbl, train)
 
-        branch_pool = layers.max_pool(x, 3, 2)
+        branch_pool = self.max_pool(x, 3, 2)
         return jnp.concatenate([branch3x3, branch3x3dbl, branch_pool], axis=-1)
 
 
 class InceptionC(nn.Module):
     channels_7x7: int
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
+    conv: ModuleDef  # BasicConv2d, configured
 
     @nn.compact
     def __call__(self, x, train: bool):
-        conv = _conv(self)
+        conv = self.conv
         c7 = self.channels_7x7
         branch1x1 = conv(192, 1, name="branch1x1")(x, train)
 
@@ -105,12 +98,12 @@ class InceptionC(nn.Module):
 
 
 class InceptionD(nn.Module):
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
+    conv: ModuleDef  # BasicConv2d, configured
+    max_pool: Callable  # layers.max_pool, lowering set
 
     @nn.compact
     def __call__(self, x, train: bool):
-        conv = _conv(self)
+        conv = self.conv
         branch3x3 = conv(192, 1, name="branch3x3_1")(x, train)
         branch3x3 = conv(320, 3, 2, name="branch3x3_2")(branch3x3, train)
 
@@ -119,17 +112,16 @@ class InceptionD(nn.Module):
         branch7x7x3 = conv(192, (7, 1), padding=(3, 0), name="branch7x7x3_3")(branch7x7x3, train)
         branch7x7x3 = conv(192, 3, 2, name="branch7x7x3_4")(branch7x7x3, train)
 
-        branch_pool = layers.max_pool(x, 3, 2)
+        branch_pool = self.max_pool(x, 3, 2)
         return jnp.concatenate([branch3x3, branch7x7x3, branch_pool], axis=-1)
 
 
 class InceptionE(nn.Module):
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
+    conv: ModuleDef  # BasicConv2d, configured
 
     @nn.compact
     def __call__(self, x, train: bool):
-        conv = _conv(self)
+        conv = self.conv
         branch1x1 = conv(320, 1, name="branch1x1")(x, train)
 
         branch3x3 = conv(384, 1, name="branch3x3_1")(x, train)
@@ -155,18 +147,16 @@ class InceptionAux(nn.Module):
     global average pool, fc."""
 
     num_classes: int
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
+    conv: ModuleDef  # BasicConv2d, configured
+    dense: ModuleDef  # layers.dense, dtype set
 
     @nn.compact
     def __call__(self, x, train: bool):
-        conv = _conv(self)
         x = layers.avg_pool(x, 5, 3)
-        x = conv(128, 1, name="conv0")(x, train)
-        x = conv(768, 5, name="conv1")(x, train)
+        x = self.conv(128, 1, name="conv0")(x, train)
+        x = self.conv(768, 5, name="conv1")(x, train)
         x = layers.global_avg_pool(x)
-        return layers.dense(self.num_classes, dtype=self.dtype, kernel_init=trunc_normal(0.001),
-                            name="fc")(x)
+        return self.dense(self.num_classes, kernel_init=trunc_normal(0.001), name="fc")(x)
 
 
 class Inception3(nn.Module):
@@ -184,22 +174,31 @@ class Inception3(nn.Module):
     dropout: float = 0.5
     dtype: Any = jnp.float32
     bn_axis_name: str | None = None
+    lowering: str = "xla"
+    in_channels: int = 3
 
     def features(self, x: jax.Array, train: bool = False) -> jax.Array:
         """Pooled features before dropout and the classifier, shape (N, 2048)."""
-        return self(x, train, features_only=True)
+        return self(x, train, output="features")
+
+    def feature_maps(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
+        """The outputs of Conv2d_4a_3x3, Mixed_5d, Mixed_6e and Mixed_7c: strides 4, 8, 16, 32
+        (timm's ``inception_v3`` feature maps from stride 4 on)."""
+        return self(x, train, output="feature_maps")
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False, *, features_only: bool = False):
-        layers.check_input(x, "inception_v3", MIN_SIZE)
-        run_aux = self.aux_logits and train and not features_only
+    def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):
+        layers.check_input(x, "inception_v3", MIN_SIZE, self.in_channels, output)
+        run_aux = self.aux_logits and train and output == "logits"
         if run_aux and min(x.shape[1:3]) < AUX_MIN_SIZE:
             raise ValueError(
                 f"inception_v3's auxiliary head needs inputs of at least {AUX_MIN_SIZE}x"
                 f"{AUX_MIN_SIZE} pixels in train mode; got {x.shape[1]}x{x.shape[2]}. Resize the "
                 f"images up, or create the model with aux_logits=False to train on smaller ones.")
-        conv = _conv(self)
-        blk = dict(dtype=self.dtype, bn_axis_name=self.bn_axis_name)
+        conv = basic_conv(self, _INIT)
+        max_pool = functools.partial(layers.max_pool, lowering=self.lowering)
+        dense = functools.partial(layers.dense, dtype=self.dtype, kernel_init=_INIT)
+        blk = dict(conv=conv)
 
         x = x.astype(self.dtype)
         if self.transform_input:
@@ -207,39 +206,44 @@ class Inception3(nn.Module):
         x = conv(32, 3, 2, name="Conv2d_1a_3x3")(x, train)
         x = conv(32, 3, name="Conv2d_2a_3x3")(x, train)
         x = conv(64, 3, padding=1, name="Conv2d_2b_3x3")(x, train)
-        x = layers.max_pool(x, 3, 2)
+        x = max_pool(x, 3, 2)
         x = conv(80, 1, name="Conv2d_3b_1x1")(x, train)
         x = conv(192, 3, name="Conv2d_4a_3x3")(x, train)
-        x = layers.max_pool(x, 3, 2)
+        maps = [x]
+        x = max_pool(x, 3, 2)
 
         x = InceptionA(32, **blk, name="Mixed_5b")(x, train)
         x = InceptionA(64, **blk, name="Mixed_5c")(x, train)
         x = InceptionA(64, **blk, name="Mixed_5d")(x, train)
-        x = InceptionB(**blk, name="Mixed_6a")(x, train)
+        maps.append(x)
+        x = InceptionB(**blk, max_pool=max_pool, name="Mixed_6a")(x, train)
         x = InceptionC(128, **blk, name="Mixed_6b")(x, train)
         x = InceptionC(160, **blk, name="Mixed_6c")(x, train)
         x = InceptionC(160, **blk, name="Mixed_6d")(x, train)
         x = InceptionC(192, **blk, name="Mixed_6e")(x, train)
+        maps.append(x)
 
         aux = None
         if run_aux:
-            aux = InceptionAux(self.num_classes, **blk, name="AuxLogits")(x, train)
-        elif self.aux_logits and self.is_initializing() and not features_only:
+            aux = InceptionAux(self.num_classes, dense=dense, **blk, name="AuxLogits")(x, train)
+        elif self.aux_logits and self.is_initializing() and output == "logits":
             # The head runs in train mode only, but its parameters exist in eval mode too (they
             # are in torchvision's state dict). Its parameter shapes do not depend on the spatial
             # size, so at eval-mode init (maybe below 299 pixels) it is built on a 17x17 stand-in.
             stand_in = jnp.zeros((1, 17, 17, x.shape[-1]), x.dtype)
-            InceptionAux(self.num_classes, **blk, name="AuxLogits")(stand_in, train)
+            InceptionAux(self.num_classes, dense=dense, **blk, name="AuxLogits")(stand_in, train)
 
-        x = InceptionD(**blk, name="Mixed_7a")(x, train)
+        x = InceptionD(**blk, max_pool=max_pool, name="Mixed_7a")(x, train)
         x = InceptionE(**blk, name="Mixed_7b")(x, train)
         x = InceptionE(**blk, name="Mixed_7c")(x, train)
+        if output == "feature_maps":
+            return [*maps, x]
 
         x = layers.global_avg_pool(x)
-        if features_only:
+        if output == "features":
             return x
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        logits = layers.dense(self.num_classes, dtype=self.dtype, kernel_init=_INIT, name="fc")(x)
+        logits = dense(self.num_classes, name="fc")(x)
         if train and self.aux_logits:
             return logits, aux
         return logits
@@ -256,4 +260,5 @@ register(ModelSpec(
     # default initialization does not), which the parity check needs to see the whole network.
     torch_kwargs={"aux_logits": True, "transform_input": False, "init_weights": True},
     head=("fc", "AuxLogits.fc"), default_size=299, min_size=MIN_SIZE, dotted_indices=False,
+    feature_channels=(192, 288, 768, 2048),
     description="Inception v3 (auxiliary head after Mixed_6e)"))

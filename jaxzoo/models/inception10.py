@@ -32,42 +32,44 @@ from jaxzoo.models import layers
 from jaxzoo.models.registry import ModelSpec, register
 
 
+ModuleDef = Any
+
+
 class ConvBNReLU(nn.Module):
-    """conv (``conv``, no bias) + BatchNorm (``bn``) + ReLU."""
+    """conv (``conv``, no bias, size-keeping padding) + BatchNorm (``bn``) + ReLU; ``conv`` and
+    ``norm`` are the model's."""
 
     features: int
     kernel_size: int
+    conv: ModuleDef
+    norm: ModuleDef
     stride: int = 1
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
 
     @nn.compact
     def __call__(self, x, train: bool):
-        x = layers.conv(self.features, self.kernel_size, self.stride, dtype=self.dtype,
-                        name="conv")(x)
-        x = layers.BatchNorm(dtype=self.dtype, axis_name=self.bn_axis_name, name="bn")(x, train)
-        return nn.relu(x)
+        x = self.conv(self.features, self.kernel_size, self.stride, name="conv")(x)
+        return nn.relu(self.norm(name="bn")(x, train))
 
 
 class InceptionBlock(nn.Module):
     """Four branches of ``channels`` each, concatenated: output has ``4 * channels`` channels."""
 
     channels: int
+    conv: ModuleDef
+    norm: ModuleDef
+    max_pool: Any  # layers.max_pool, lowering set
     stride: int = 1
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
 
     @nn.compact
     def __call__(self, x, train: bool):
-        cbr = functools.partial(ConvBNReLU, self.channels, dtype=self.dtype,
-                                bn_axis_name=self.bn_axis_name)
-        b1 = cbr(1, self.stride, name="branch1")(x, train)
-        b2 = cbr(1, self.stride, name="branch2_0")(x, train)
+        cbr = functools.partial(ConvBNReLU, self.channels, conv=self.conv, norm=self.norm)
+        b1 = cbr(1, stride=self.stride, name="branch1")(x, train)
+        b2 = cbr(1, stride=self.stride, name="branch2_0")(x, train)
         b2 = cbr(3, name="branch2_1")(b2, train)
-        b3 = cbr(1, self.stride, name="branch3_0")(x, train)
+        b3 = cbr(1, stride=self.stride, name="branch3_0")(x, train)
         b3 = cbr(5, name="branch3_1")(b3, train)
-        b4 = layers.max_pool(x, 3, 1, padding=1)  # Keras MaxPool2D(3, strides=1, padding='same')
-        b4 = cbr(1, self.stride, name="branch4_1")(b4, train)
+        b4 = self.max_pool(x, 3, 1, padding=1)  # Keras MaxPool2D(3, strides=1, padding='same')
+        b4 = cbr(1, stride=self.stride, name="branch4_1")(b4, train)
         return jnp.concatenate([b1, b2, b3, b4], axis=-1)
 
 
@@ -77,6 +79,8 @@ class Inception10(nn.Module):
     init_ch: int = 16
     dtype: Any = jnp.float32
     bn_axis_name: str | None = None
+    lowering: str = "xla"
+    in_channels: int = 3
 
     @property
     def min_size(self) -> int:
@@ -86,26 +90,34 @@ class Inception10(nn.Module):
 
     def features(self, x: jax.Array, train: bool = False) -> jax.Array:
         """Pooled features before the classifier, shape (N, 4 * init_ch * 2**(num_blocks - 1))."""
-        return self(x, train, features_only=True)
+        return self(x, train, output="features")
+
+    def feature_maps(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
+        """The output of each pair of Inception blocks: strides 2, 4, ... (one per block pair)."""
+        return self(x, train, output="feature_maps")
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False, *, features_only: bool = False):
-        layers.check_input(x, "inception10", self.min_size)
+    def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):
+        layers.check_input(x, "inception10", self.min_size, self.in_channels, output)
         if self.num_blocks < 1:
             raise ValueError(f"num_blocks must be at least 1, got {self.num_blocks}")
+        conv = functools.partial(layers.conv, dtype=self.dtype, lowering=self.lowering)
+        norm = functools.partial(layers.BatchNorm, dtype=self.dtype, axis_name=self.bn_axis_name)
+        max_pool = functools.partial(layers.max_pool, lowering=self.lowering)
         x = x.astype(self.dtype)
-        x = ConvBNReLU(self.init_ch, 3, dtype=self.dtype, bn_axis_name=self.bn_axis_name,
-                       name="conv1")(x, train)
-        channels, index = self.init_ch, 0
+        x = ConvBNReLU(self.init_ch, 3, conv, norm, name="conv1")(x, train)
+        channels, index, maps = self.init_ch, 0, []
         for _ in range(self.num_blocks):
             for stride in (2, 1):
-                x = InceptionBlock(channels, stride, dtype=self.dtype,
-                                   bn_axis_name=self.bn_axis_name,
+                x = InceptionBlock(channels, conv, norm, max_pool, stride,
                                    name=f"blocks_{index}")(x, train)
                 index += 1
+            maps.append(x)
             channels *= 2
+        if output == "feature_maps":
+            return maps
         x = layers.global_avg_pool(x)
-        if features_only:
+        if output == "features":
             return x
         return layers.dense(self.num_classes, dtype=self.dtype, name="fc")(x)
 
@@ -115,5 +127,6 @@ def _inception10(num_classes=10, dtype=jnp.float32, **kwargs):
 
 
 register(ModelSpec(name="inception10", builder=_inception10, torchvision=None, head=("fc",),
-                   default_size=32, min_size=4,
+                   default_size=32, min_size=4, feature_channels=(64, 128),
+                   feature_strides=(2, 4),
                    description="Inception for 32x32 inputs (CIFAR-10), TF2 tutorial's Inception10"))

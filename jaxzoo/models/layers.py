@@ -1,12 +1,11 @@
 """Layers shared by every model family, written to reproduce PyTorch's numerics exactly.
 
-The rules (see DESIGN.md, "Numerics rules"): explicit symmetric padding, PyTorch's ceil-mode and
+The rules (ARCHITECTURE.md, "Numerics"): explicit symmetric padding, PyTorch's ceil-mode and
 adaptive pooling windows, BatchNorm that normalizes with the biased batch variance but stores the
 unbiased one, torchvision's initializers.
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Sequence
 
 import jax
@@ -15,7 +14,7 @@ import numpy as np
 from flax import linen as nn
 from jax import lax
 
-from jaxzoo.models.conv_lowering import conv_general_dilated
+from jaxzoo.models import lowering as lowerings
 
 Dtype = Any
 
@@ -40,6 +39,7 @@ def conv(
     dilation: int = 1,
     use_bias: bool = False,
     dtype: Dtype = jnp.float32,
+    lowering: str = "xla",
     kernel_init=kaiming_normal_fan_out,
     bias_init=nn.initializers.zeros,
     name: str | None = None,
@@ -49,7 +49,8 @@ def conv(
     ``padding`` is PyTorch's: an int or (pad_h, pad_w), applied symmetrically. The default is
     ``dilation * (k - 1) // 2`` per side, which keeps the size for odd kernels at stride 1. Flax's
     'SAME' is never used: at stride 2 it pads bottom/right only, which shifts every feature map by
-    half a pixel against torchvision's weights.
+    half a pixel against torchvision's weights. ``lowering`` ("xla" or "cpu") picks the
+    ``conv_general_dilated`` the layer calls (``lowerings.conv_function``).
     """
     kh, kw = _pair(kernel_size)
     if padding is None:
@@ -67,8 +68,7 @@ def conv(
         param_dtype=jnp.float32,
         kernel_init=kernel_init,
         bias_init=bias_init,
-        # Grouped/depthwise convs get a formulation XLA:CPU runs well (same parameters and numbers).
-        conv_general_dilated=conv_general_dilated,
+        conv_general_dilated=lowerings.conv_function(lowering),
         name=name,
     )
 
@@ -135,8 +135,9 @@ class BatchNorm(nn.Module):
 
 
 def max_pool(x: jax.Array, kernel_size: int, stride: int, padding: int = 0,
-             ceil_mode: bool = False) -> jax.Array:
-    """``torch.nn.MaxPool2d(kernel_size, stride, padding, ceil_mode)`` on NHWC input.
+             ceil_mode: bool = False, *, lowering: str = "xla") -> jax.Array:
+    """``torch.nn.MaxPool2d(kernel_size, stride, padding, ceil_mode)`` on NHWC input, its gradient
+    lowered as ``lowering`` says (``lowerings.max_pool``).
 
     Padding is -inf, as in torch. With ``ceil_mode`` the output has
     ``ceil((n + 2p - k) / s) + 1`` positions, less one if the last window would start in the
@@ -153,46 +154,7 @@ def max_pool(x: jax.Array, kernel_size: int, stride: int, padding: int = 0,
             out = span // stride + 1
         extra = (out - 1) * stride + kernel_size - (n + 2 * padding)
         pads.append((padding, padding + max(extra, 0)))
-    return _max_pool(x, kernel_size, stride, tuple(pads))
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
-def _max_pool(x, kernel_size, stride, pads):
-    return nn.max_pool(x, (kernel_size, kernel_size), (stride, stride), padding=pads)
-
-
-def _max_pool_fwd(x, kernel_size, stride, pads):
-    y = _max_pool(x, kernel_size, stride, pads)
-    return y, (x, y)
-
-
-def _max_pool_bwd(kernel_size, stride, pads, residuals, g):
-    """torch's max_pool2d backward: each window's gradient goes to the first position, in row-major
-    order, that holds the window's max. Written as kernel_size**2 shifted compares and strided
-    pads, which XLA:CPU fuses into a few loops, in place of the gradient JAX derives for
-    ``reduce_window`` (select-and-scatter, with an iota of the padded input's size): googlenet's
-    train step at 128 px went from 24.4 to 30.5 img/s."""
-    x, y = residuals
-    (pt, pb), (pl, pr) = pads
-    padded = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=-jnp.inf)
-    n, oh, ow, c = y.shape
-    ph, pw = padded.shape[1:3]
-    taken = jnp.zeros(y.shape, bool)
-    grad = jnp.zeros(padded.shape, g.dtype)
-    for i in range(kernel_size):
-        for j in range(kernel_size):
-            limit = (n, i + (oh - 1) * stride + 1, j + (ow - 1) * stride + 1, c)
-            view = lax.slice(padded, (0, i, j, 0), limit, (1, stride, stride, 1))
-            first = (view == y) & ~taken
-            taken = taken | first
-            # Back to the padded input's positions i + stride * a, j + stride * b.
-            grad = grad + lax.pad(jnp.where(first, g, 0), jnp.zeros((), g.dtype),
-                                  ((0, 0, 0), (i, ph - limit[1], stride - 1),
-                                   (j, pw - limit[2], stride - 1), (0, 0, 0)))
-    return (grad[:, pt:ph - pb, pl:pw - pr, :],)
-
-
-_max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+    return lowerings.max_pool(x, kernel_size, stride, tuple(pads), lowering)
 
 
 def avg_pool(x: jax.Array, kernel_size: int, stride: int, padding: int = 0) -> jax.Array:
@@ -238,18 +200,31 @@ def make_divisible(v: float, divisor: int, min_value: int | None = None) -> int:
     return new_v
 
 
-def check_input(x: jax.Array, model_name: str, min_size: int) -> None:
+# What a model's ``__call__`` returns, by its ``output`` argument: the classifier's logits, the
+# pooled features before the classifier (``method="features"``), or the list of feature maps at
+# each stride (``method="feature_maps"``, timm's ``features_only``).
+OUTPUTS = ("logits", "features", "feature_maps")
+
+
+def check_input(x: jax.Array, model_name: str, min_size: int, in_channels: int = 3,
+                output: str = "logits") -> None:
     """Raise a readable error for inputs the network cannot take (instead of an XLA shape dump)."""
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
     shape = tuple(x.shape)
-    if len(shape) != 4 or shape[-1] != 3:
+    if len(shape) != 4 or shape[-1] != in_channels:
         hint = ""
-        if len(shape) == 4 and shape[1] == 3:
+        if len(shape) == 4 and shape[1] == in_channels:
             hint = " It looks like NCHW (PyTorch's layout): transpose it with x.transpose(0, 2, 3, 1)."
         elif len(shape) == 3:
             hint = " Add a batch dimension: x[None]."
+        elif len(shape) == 4:
+            hint = (f" For {shape[-1]}-channel images create the model with "
+                    f"in_channels={shape[-1]}.")
+        what = "RGB images" if in_channels == 3 else f"{in_channels}-channel images"
         raise ValueError(
-            f"{model_name} expects a batch of RGB images in NHWC layout, shape (batch, height, "
-            f"width, 3); got shape {shape}.{hint}")
+            f"{model_name} expects a batch of {what} in NHWC layout, shape (batch, height, "
+            f"width, {in_channels}); got shape {shape}.{hint}")
     height, width = shape[1], shape[2]
     if min(height, width) < min_size:
         raise ValueError(

@@ -35,18 +35,45 @@ from jaxzoo.models.registry import ModelSpec, register
 _linear_init = nn.initializers.normal(0.01)
 
 
+ModuleDef = Any
+
+
 def conv_norm_act(x, train: bool, features: int, kernel_size: int, stride: int = 1, *,
-                  name: str, norm: Callable, groups: int = 1, dilation: int = 1,
-                  activation: Callable | None = nn.relu, dtype: Any = jnp.float32):
+                  name: str, conv: ModuleDef, norm: ModuleDef, groups: int = 1,
+                  dilation: int = 1, activation: Callable | None = nn.relu):
     """torchvision's ``Conv2dNormActivation``: conv (no bias) ``<name>_0``, BatchNorm
     ``<name>_1``, then the activation. Padding ``(k - 1) // 2 * dilation``, as torchvision's.
+    ``conv`` and ``norm`` are the model's (``layers.conv``, ``layers.BatchNorm``, configured).
 
     Call it inside a compact method: the layers belong to the calling module.
     """
-    x = layers.conv(features, kernel_size, stride, groups=groups, dilation=dilation, dtype=dtype,
-                    name=f"{name}_0")(x)
+    x = conv(features, kernel_size, stride, groups=groups, dilation=dilation, name=f"{name}_0")(x)
     x = norm(name=f"{name}_1")(x, train)
     return x if activation is None else activation(x)
+
+
+class StrideMaps:
+    """The last feature map seen at each stride, for ``method="feature_maps"``: ``add(stride, x)``
+    after each layer, with the layer's own stride; ``at_strides()`` lists them at 4, 8, 16, 32."""
+
+    def __init__(self, stride: int, x: jax.Array):
+        self.stride, self.maps = stride, {stride: x}
+
+    def add(self, stride: int, x: jax.Array) -> "StrideMaps":
+        self.stride *= stride
+        self.maps[self.stride] = x
+        return self
+
+    def at_strides(self, strides=(4, 8, 16, 32)) -> list[jax.Array]:
+        return [self.maps[s] for s in strides if s in self.maps]
+
+
+def _conv_and_norm(model: nn.Module, **norm_kwargs) -> tuple[ModuleDef, ModuleDef]:
+    """``layers.conv`` and ``layers.BatchNorm`` with ``model``'s dtype, lowering and BatchNorm axis."""
+    conv = functools.partial(layers.conv, dtype=model.dtype, lowering=model.lowering)
+    norm = functools.partial(layers.BatchNorm, dtype=model.dtype, axis_name=model.bn_axis_name,
+                             **norm_kwargs)
+    return conv, norm
 
 
 # ---------------------------------------------------------------------------------------------
@@ -65,17 +92,16 @@ class DepthwiseSeparable(nn.Module):
     (``pw_0``, ``pw_1``)."""
 
     features: int
+    conv: ModuleDef
+    norm: ModuleDef
     stride: int = 1
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
 
     @nn.compact
     def __call__(self, x, train: bool):
-        norm = functools.partial(layers.BatchNorm, dtype=self.dtype, axis_name=self.bn_axis_name)
+        block = functools.partial(conv_norm_act, conv=self.conv, norm=self.norm)
         channels = x.shape[-1]
-        x = conv_norm_act(x, train, channels, 3, self.stride, groups=channels, norm=norm,
-                          dtype=self.dtype, name="dw")
-        return conv_norm_act(x, train, self.features, 1, norm=norm, dtype=self.dtype, name="pw")
+        x = block(x, train, channels, 3, self.stride, groups=channels, name="dw")
+        return block(x, train, self.features, 1, name="pw")
 
 
 class MobileNetV1(nn.Module):
@@ -91,31 +117,39 @@ class MobileNetV1(nn.Module):
     min_depth: int = 8
     dtype: Any = jnp.float32
     bn_axis_name: str | None = None
+    lowering: str = "xla"
+    in_channels: int = 3
     min_size: int = 32
 
     def features(self, x: jax.Array, train: bool = False) -> jax.Array:
         """Pooled features before the classifier, shape (N, max(int(1024 * alpha), min_depth))."""
-        return self(x, train, features_only=True)
+        return self(x, train, output="features")
+
+    def feature_maps(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
+        """The output of the last layer of ``features`` at strides 4, 8, 16 and 32."""
+        return self(x, train, output="feature_maps")
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False, *, features_only: bool = False):
-        layers.check_input(x, "mobilenet_v1", self.min_size)
+    def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):
+        layers.check_input(x, "mobilenet_v1", self.min_size, self.in_channels, output)
         if self.alpha <= 0:
             raise ValueError(f"alpha (the width multiplier) must be positive, got {self.alpha}")
-        norm = functools.partial(layers.BatchNorm, dtype=self.dtype, axis_name=self.bn_axis_name)
+        conv, norm = _conv_and_norm(self)
 
         def depth(c: int) -> int:
             return max(int(c * self.alpha), self.min_depth)
 
         x = x.astype(self.dtype)
-        x = conv_norm_act(x, train, depth(32), 3, 2, norm=norm, dtype=self.dtype,
-                          name="features_0")
+        x = conv_norm_act(x, train, depth(32), 3, 2, conv=conv, norm=norm, name="features_0")
+        maps = StrideMaps(2, x)
         for i, (stride, channels) in enumerate(_V1_BLOCKS):
-            x = DepthwiseSeparable(depth(channels), stride, dtype=self.dtype,
-                                   bn_axis_name=self.bn_axis_name,
+            x = DepthwiseSeparable(depth(channels), conv, norm, stride,
                                    name=f"features_{i + 1}")(x, train)
+            maps.add(stride, x)
+        if output == "feature_maps":
+            return maps.at_strides()
         x = layers.global_avg_pool(x)
-        if features_only:
+        if output == "features":
             return x
         return layers.dense(self.num_classes, dtype=self.dtype, kernel_init=_linear_init,
                             name="fc")(x)
@@ -138,15 +172,15 @@ class InvertedResidual(nn.Module):
     out_channels: int
     stride: int
     expand_ratio: int
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
+    conv: ModuleDef
+    norm: ModuleDef
 
     @nn.compact
     def __call__(self, x, train: bool):
         if self.stride not in (1, 2):
             raise ValueError(f"stride should be 1 or 2 instead of {self.stride}")
-        norm = functools.partial(layers.BatchNorm, dtype=self.dtype, axis_name=self.bn_axis_name)
-        act = functools.partial(conv_norm_act, norm=norm, activation=layers.relu6, dtype=self.dtype)
+        conv, norm = self.conv, self.norm
+        act = functools.partial(conv_norm_act, conv=conv, norm=norm, activation=layers.relu6)
         in_channels = x.shape[-1]
         hidden = int(round(in_channels * self.expand_ratio))
 
@@ -155,7 +189,7 @@ class InvertedResidual(nn.Module):
             out = act(out, train, hidden, 1, name="conv_0")
             i = 1
         out = act(out, train, hidden, 3, self.stride, groups=hidden, name=f"conv_{i}")
-        out = layers.conv(self.out_channels, 1, dtype=self.dtype, name=f"conv_{i + 1}")(out)
+        out = conv(self.out_channels, 1, name=f"conv_{i + 1}")(out)
         out = norm(name=f"conv_{i + 2}")(out, train)
         if self.stride == 1 and in_channels == self.out_channels:
             return x + out
@@ -173,39 +207,48 @@ class MobileNetV2(nn.Module):
     dropout: float = 0.2
     dtype: Any = jnp.float32
     bn_axis_name: str | None = None
+    lowering: str = "xla"
+    in_channels: int = 3
     min_size: int = 32
 
     def features(self, x: jax.Array, train: bool = False) -> jax.Array:
         """Pooled features before the classifier (the input of ``classifier.1``)."""
-        return self(x, train, features_only=True)
+        return self(x, train, output="features")
+
+    def feature_maps(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
+        """The output of the last layer of ``features`` at strides 4, 8, 16 and 32."""
+        return self(x, train, output="feature_maps")
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False, *, features_only: bool = False):
-        layers.check_input(x, "mobilenet_v2", self.min_size)
+    def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):
+        layers.check_input(x, "mobilenet_v2", self.min_size, self.in_channels, output)
         setting = self.inverted_residual_setting or _V2_SETTING
         if len(setting) == 0 or any(len(row) != 4 for row in setting):
             raise ValueError("inverted_residual_setting must be a non-empty list of "
                              f"[t, c, n, s] rows, got {setting}")
-        norm = functools.partial(layers.BatchNorm, dtype=self.dtype, axis_name=self.bn_axis_name)
+        conv, norm = _conv_and_norm(self)
         make_divisible = functools.partial(layers.make_divisible, divisor=self.round_nearest)
+        conv_bn_relu6 = functools.partial(conv_norm_act, conv=conv, norm=norm,
+                                          activation=layers.relu6)
 
         x = x.astype(self.dtype)
-        x = conv_norm_act(x, train, make_divisible(32 * self.width_mult), 3, 2, norm=norm,
-                          activation=layers.relu6, dtype=self.dtype, name="features_0")
+        x = conv_bn_relu6(x, train, make_divisible(32 * self.width_mult), 3, 2, name="features_0")
+        maps = StrideMaps(2, x)
         index = 1
         for t, c, n, s in setting:
             out_channels = make_divisible(c * self.width_mult)
             for i in range(n):
-                x = InvertedResidual(out_channels, s if i == 0 else 1, t, dtype=self.dtype,
-                                     bn_axis_name=self.bn_axis_name,
+                x = InvertedResidual(out_channels, s if i == 0 else 1, t, conv, norm,
                                      name=f"features_{index}")(x, train)
+                maps.add(s if i == 0 else 1, x)
                 index += 1
         last_channel = make_divisible(1280 * max(1.0, self.width_mult))
-        x = conv_norm_act(x, train, last_channel, 1, norm=norm, activation=layers.relu6,
-                          dtype=self.dtype, name=f"features_{index}")
+        x = conv_bn_relu6(x, train, last_channel, 1, name=f"features_{index}")
+        if output == "feature_maps":
+            return maps.add(1, x).at_strides()
 
         x = layers.global_avg_pool(x)
-        if features_only:
+        if output == "features":
             return x
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
         return layers.dense(self.num_classes, dtype=self.dtype, kernel_init=_linear_init,
@@ -221,15 +264,14 @@ class SqueezeExcitation(nn.Module):
     (with bias) + ReLU, 1x1 conv ``fc2`` (with bias) + hardsigmoid, times the input."""
 
     squeeze_channels: int
-    dtype: Any = jnp.float32
+    conv: ModuleDef
 
     @nn.compact
     def __call__(self, x):
         scale = x.mean(axis=(1, 2), keepdims=True)
-        scale = layers.conv(self.squeeze_channels, 1, use_bias=True, dtype=self.dtype,
-                            name="fc1")(scale)
+        scale = self.conv(self.squeeze_channels, 1, use_bias=True, name="fc1")(scale)
         scale = nn.relu(scale)
-        scale = layers.conv(x.shape[-1], 1, use_bias=True, dtype=self.dtype, name="fc2")(scale)
+        scale = self.conv(x.shape[-1], 1, use_bias=True, name="fc2")(scale)
         return layers.hard_sigmoid(scale) * x
 
 
@@ -294,17 +336,14 @@ class InvertedResidualV3(nn.Module):
     use_se: bool
     use_hs: bool
     stride: int
+    conv: ModuleDef
+    norm: ModuleDef
     dilation: int = 1
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
 
     @nn.compact
     def __call__(self, x, train: bool):
-        # torchvision's MobileNetV3 BatchNorm: eps 1e-3, torch momentum 0.01 (flax 0.99).
-        norm = functools.partial(layers.BatchNorm, momentum=0.99, epsilon=1e-3,
-                                 dtype=self.dtype, axis_name=self.bn_axis_name)
         act = layers.hard_swish if self.use_hs else nn.relu
-        block = functools.partial(conv_norm_act, norm=norm, dtype=self.dtype)
+        block = functools.partial(conv_norm_act, conv=self.conv, norm=self.norm)
         in_channels = x.shape[-1]
 
         out, i = x, 0
@@ -319,7 +358,7 @@ class InvertedResidualV3(nn.Module):
         i += 1
         if self.use_se:
             squeeze = layers.make_divisible(self.expanded_channels // 4, 8)
-            out = SqueezeExcitation(squeeze, dtype=self.dtype, name=f"block_{i}")(out)
+            out = SqueezeExcitation(squeeze, self.conv, name=f"block_{i}")(out)
             i += 1
         out = block(out, train, self.out_channels, 1, activation=None, name=f"block_{i}")
         if self.stride == 1 and in_channels == self.out_channels:
@@ -342,35 +381,43 @@ class MobileNetV3(nn.Module):
     dropout: float = 0.2
     dtype: Any = jnp.float32
     bn_axis_name: str | None = None
+    lowering: str = "xla"
+    in_channels: int = 3
     min_size: int = 32
 
     def features(self, x: jax.Array, train: bool = False) -> jax.Array:
         """Pooled features, the input of the first classifier Linear (``classifier.0``)."""
-        return self(x, train, features_only=True)
+        return self(x, train, output="features")
+
+    def feature_maps(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
+        """The output of the last layer of ``features`` at strides 4, 8, 16 and 32."""
+        return self(x, train, output="feature_maps")
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False, *, features_only: bool = False):
-        layers.check_input(x, self.arch, self.min_size)
+    def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):
+        layers.check_input(x, self.arch, self.min_size, self.in_channels, output)
         if self.arch not in _V3_LAST_CHANNEL:
             raise ValueError(f"arch must be one of {sorted(_V3_LAST_CHANNEL)}, got {self.arch!r}")
         blocks, last_channel = mobilenet_v3_config(self.arch, self.width_mult, self.reduced_tail,
                                                    self.dilated)
-        norm = functools.partial(layers.BatchNorm, momentum=0.99, epsilon=1e-3,
-                                 dtype=self.dtype, axis_name=self.bn_axis_name)
+        # torchvision's MobileNetV3 BatchNorm: eps 1e-3, torch momentum 0.01 (flax 0.99).
+        conv, norm = _conv_and_norm(self, momentum=0.99, epsilon=1e-3)
+        conv_bn_hswish = functools.partial(conv_norm_act, conv=conv, norm=norm,
+                                           activation=layers.hard_swish)
 
         x = x.astype(self.dtype)
-        x = conv_norm_act(x, train, blocks[0][0], 3, 2, norm=norm, activation=layers.hard_swish,
-                          dtype=self.dtype, name="features_0")
+        x = conv_bn_hswish(x, train, blocks[0][0], 3, 2, name="features_0")
+        maps = StrideMaps(2, x)
         for i, (_, k, exp, cout, se, hs, stride, dilation) in enumerate(blocks):
-            x = InvertedResidualV3(k, exp, cout, se, hs, stride, dilation, dtype=self.dtype,
-                                   bn_axis_name=self.bn_axis_name,
+            x = InvertedResidualV3(k, exp, cout, se, hs, stride, conv, norm, dilation,
                                    name=f"features_{i + 1}")(x, train)
-        x = conv_norm_act(x, train, 6 * blocks[-1][3], 1, norm=norm,
-                          activation=layers.hard_swish, dtype=self.dtype,
-                          name=f"features_{len(blocks) + 1}")
+            maps.add(stride, x)  # the nominal stride: a dilated block counts as striding
+        x = conv_bn_hswish(x, train, 6 * blocks[-1][3], 1, name=f"features_{len(blocks) + 1}")
+        if output == "feature_maps":
+            return maps.add(1, x).at_strides()
 
         x = layers.global_avg_pool(x)
-        if features_only:
+        if output == "features":
             return x
         dense = functools.partial(layers.dense, dtype=self.dtype, kernel_init=_linear_init)
         x = layers.hard_swish(dense(last_channel, name="classifier_0")(x))
@@ -397,11 +444,14 @@ def _mobilenet_v3(arch):
 
 
 register(ModelSpec(name="mobilenet_v1", builder=_mobilenet_v1, torchvision=None, head=("fc",),
+                   feature_channels=(128, 256, 512, 1024),
                    description="MobileNet V1 (Howard et al. 2017), width multiplier alpha"))
 register(ModelSpec(name="mobilenet_v2", builder=_mobilenet_v2, torchvision="mobilenet_v2",
                    head=("classifier.1",), features_at="classifier.1",
+                   feature_channels=(24, 32, 96, 1280),
                    description="MobileNet V2"))
-for _arch, _desc in (("mobilenet_v3_large", "MobileNet V3 Large"),
-                     ("mobilenet_v3_small", "MobileNet V3 Small")):
+for _arch, _desc, _channels in (("mobilenet_v3_large", "MobileNet V3 Large", (24, 40, 112, 960)),
+                                ("mobilenet_v3_small", "MobileNet V3 Small", (16, 24, 48, 576))):
     register(ModelSpec(name=_arch, builder=_mobilenet_v3(_arch), torchvision=_arch,
-                       head=("classifier.3",), features_at="classifier.0", description=_desc))
+                       head=("classifier.3",), features_at="classifier.0",
+                       feature_channels=_channels, description=_desc))

@@ -5,8 +5,11 @@ import dataclasses
 import difflib
 from typing import Any, Callable
 
+import jax
 import jax.numpy as jnp
 from flax import linen as nn
+
+from jaxzoo.models import lowering as lowerings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +27,8 @@ class ModelSpec:
     min_size:       the smallest input side the network accepts.
     dotted_indices: flax names ``layer1_0`` stand for torch's ``layer1.0`` (Sequential indices).
                     False for models whose torch names end in ``_<digit>`` themselves (Inception v3).
+    feature_channels, feature_strides: what ``method="feature_maps"`` returns with the default
+                    options: the channels and the stride of each map.
     """
 
     name: str
@@ -35,7 +40,13 @@ class ModelSpec:
     default_size: int = 224
     min_size: int = 32
     dotted_indices: bool = True
+    feature_channels: tuple[int, ...] = ()
+    feature_strides: tuple[int, ...] = (4, 8, 16, 32)
     description: str = ""
+
+    def is_head(self, torch_key: str) -> bool:
+        """Whether the torch state-dict key belongs to the classifier (``head``)."""
+        return any(torch_key.startswith(prefix + ".") for prefix in self.head)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -65,12 +76,34 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def create_model(name: str, num_classes: int = 1000, dtype: Any = jnp.float32,
-                 **model_kwargs: Any) -> nn.Module:
+                 lowering: str = "xla", **model_kwargs: Any) -> nn.Module:
     """Build the flax module registered as ``name``.
 
     ``dtype`` is the compute dtype (float32 or bfloat16); parameters are always float32.
+    ``lowering`` is how convolutions and max-pool gradients are lowered: "xla" (XLA's own ops,
+    for GPU and TPU) or "cpu" (formulations XLA:CPU runs faster, same numbers); pick it for the
+    devices the model runs on with ``jaxzoo.models.lowering.for_devices(devices)``.
     ``model_kwargs`` go to the family's module (e.g. ``zero_init_residual=True``,
-    ``aux_logits=False``, ``width_mult=0.75``).
+    ``aux_logits=False``, ``width_mult=0.75``, ``in_channels=1``).
     """
     spec = get_spec(name)
-    return spec.builder(num_classes=num_classes, dtype=jnp.dtype(dtype), **model_kwargs)
+    return spec.builder(num_classes=num_classes, dtype=jnp.dtype(dtype),
+                        lowering=lowerings.check(lowering), **model_kwargs)
+
+
+def dummy_input(model: nn.Module, size: int) -> jax.Array:
+    """One all-zero image of ``size`` pixels with the model's channels: what ``init`` needs."""
+    return jnp.zeros((1, size, size, getattr(model, "in_channels", 3)), jnp.float32)
+
+
+def init_variables(model: nn.Module, size: int, rng: jax.Array) -> dict:
+    """``model.init`` on a dummy input of ``size`` pixels (jitted: XLA:CPU runs the eager init
+    op by op): ``{'params': ..., 'batch_stats': ...}``."""
+    return dict(jax.jit(lambda r: model.init(r, dummy_input(model, size), train=False))(rng))
+
+
+def variable_shapes(model: nn.Module, size: int) -> dict:
+    """The shapes and dtypes of ``init_variables`` (``jax.ShapeDtypeStruct`` leaves), computed
+    without running anything."""
+    return dict(jax.eval_shape(
+        lambda: model.init(jax.random.PRNGKey(0), dummy_input(model, size), train=False)))

@@ -18,14 +18,20 @@ from jaxzoo.models import layers
 from jaxzoo.models.registry import ModelSpec, register
 
 
+ModuleDef = Any
+
+
 class BasicBlock(nn.Module):
+    """Two 3x3 convs; ``conv`` and ``norm`` are the model's (``layers.conv`` and
+    ``layers.BatchNorm`` with its dtype, lowering and BatchNorm axis already set)."""
+
     planes: int
+    conv: ModuleDef
+    norm: ModuleDef
     stride: int = 1
     groups: int = 1
     base_width: int = 64
     zero_init_residual: bool = False
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
 
     expansion = 1
 
@@ -33,36 +39,32 @@ class BasicBlock(nn.Module):
     def __call__(self, x, train: bool):
         if self.groups != 1 or self.base_width != 64:
             raise ValueError("BasicBlock only supports groups=1 and base_width=64 (as torchvision)")
-        norm = functools.partial(layers.BatchNorm, dtype=self.dtype, axis_name=self.bn_axis_name)
-        conv = functools.partial(layers.conv, dtype=self.dtype)
+        conv, norm = self.conv, self.norm
         last_scale = nn.initializers.zeros if self.zero_init_residual else nn.initializers.ones
 
         out = conv(self.planes, 3, self.stride, name="conv1")(x)
         out = nn.relu(norm(name="bn1")(out, train))
         out = conv(self.planes, 3, name="conv2")(out)
         out = norm(scale_init=last_scale, name="bn2")(out, train)
-        identity = x
-        if self.stride != 1 or x.shape[-1] != self.planes * self.expansion:
-            identity = conv(self.planes * self.expansion, 1, self.stride, name="downsample_0")(x)
-            identity = norm(name="downsample_1")(identity, train)
-        return nn.relu(out + identity)
+        return nn.relu(out + _shortcut(self, x, train))
 
 
 class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3 (grouped for ResNeXt; it carries the stride: ResNet v1.5), 1x1 expand."""
+
     planes: int
+    conv: ModuleDef
+    norm: ModuleDef
     stride: int = 1
     groups: int = 1
     base_width: int = 64
     zero_init_residual: bool = False
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
 
     expansion = 4
 
     @nn.compact
     def __call__(self, x, train: bool):
-        norm = functools.partial(layers.BatchNorm, dtype=self.dtype, axis_name=self.bn_axis_name)
-        conv = functools.partial(layers.conv, dtype=self.dtype)
+        conv, norm = self.conv, self.norm
         last_scale = nn.initializers.zeros if self.zero_init_residual else nn.initializers.ones
         width = int(self.planes * (self.base_width / 64.0)) * self.groups
 
@@ -72,11 +74,17 @@ class Bottleneck(nn.Module):
         out = nn.relu(norm(name="bn2")(out, train))
         out = conv(self.planes * self.expansion, 1, name="conv3")(out)
         out = norm(scale_init=last_scale, name="bn3")(out, train)
-        identity = x
-        if self.stride != 1 or x.shape[-1] != self.planes * self.expansion:
-            identity = conv(self.planes * self.expansion, 1, self.stride, name="downsample_0")(x)
-            identity = norm(name="downsample_1")(identity, train)
-        return nn.relu(out + identity)
+        return nn.relu(out + _shortcut(self, x, train))
+
+
+def _shortcut(block, x, train):
+    """The identity, or torchvision's ``downsample`` (1x1 conv + BatchNorm) where the shape
+    changes. Called inside the block's compact method: the layers are the block's."""
+    out_channels = block.planes * block.expansion
+    if block.stride == 1 and x.shape[-1] == out_channels:
+        return x
+    x = block.conv(out_channels, 1, block.stride, name="downsample_0")(x)
+    return block.norm(name="downsample_1")(x, train)
 
 
 class ResNet(nn.Module):
@@ -92,37 +100,48 @@ class ResNet(nn.Module):
     small_input: bool = False
     dtype: Any = jnp.float32
     bn_axis_name: str | None = None
+    lowering: str = "xla"
+    in_channels: int = 3
     arch: str = "resnet"
     min_size: int = 32
 
     def features(self, x: jax.Array, train: bool = False) -> jax.Array:
         """Pooled features before the classifier, shape (N, 512 * block.expansion)."""
-        return self(x, train, features_only=True)
+        return self(x, train, output="features")
+
+    def feature_maps(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
+        """The outputs of layer1..layer4: strides 4, 8, 16, 32 (1, 2, 4, 8 with the small stem)."""
+        return self(x, train, output="feature_maps")
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False, *, features_only: bool = False):
-        layers.check_input(x, self.arch, self.min_size)
+    def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):
+        layers.check_input(x, self.arch, self.min_size, self.in_channels, output)
+        conv = functools.partial(layers.conv, dtype=self.dtype, lowering=self.lowering)
         norm = functools.partial(layers.BatchNorm, dtype=self.dtype, axis_name=self.bn_axis_name)
         x = x.astype(self.dtype)
         if self.small_input:
-            x = layers.conv(64, 3, 1, dtype=self.dtype, name="conv1")(x)
+            x = conv(64, 3, 1, name="conv1")(x)
             x = nn.relu(norm(name="bn1")(x, train))
         else:
-            x = layers.conv(64, 7, 2, dtype=self.dtype, name="conv1")(x)
+            x = conv(64, 7, 2, name="conv1")(x)
             x = nn.relu(norm(name="bn1")(x, train))
-            x = layers.max_pool(x, 3, 2, padding=1)
+            x = layers.max_pool(x, 3, 2, padding=1, lowering=self.lowering)
 
+        maps = []
         for stage, num_blocks in enumerate(self.stage_sizes):
             planes = 64 * 2**stage
             for i in range(num_blocks):
                 stride = 2 if stage > 0 and i == 0 else 1
-                x = self.block(planes, stride, groups=self.groups, base_width=self.width_per_group,
-                               zero_init_residual=self.zero_init_residual, dtype=self.dtype,
-                               bn_axis_name=self.bn_axis_name,
+                x = self.block(planes, conv=conv, norm=norm, stride=stride, groups=self.groups,
+                               base_width=self.width_per_group,
+                               zero_init_residual=self.zero_init_residual,
                                name=f"layer{stage + 1}_{i}")(x, train)
+            maps.append(x)
+        if output == "feature_maps":
+            return maps
 
         x = layers.global_avg_pool(x)
-        if features_only:
+        if output == "features":
             return x
         # torchvision: nn.Linear's default init for the classifier.
         return layers.dense(self.num_classes, dtype=self.dtype, name="fc")(x)
@@ -137,6 +156,8 @@ def _register(name, block, stage_sizes, *, groups=1, width_per_group=64, small_i
 
     register(ModelSpec(name=name, builder=builder, torchvision=name if torchvision else None,
                        head=("fc",), default_size=default_size, min_size=min_size,
+                       feature_channels=tuple(64 * 2**i * block.expansion for i in range(4)),
+                       feature_strides=(1, 2, 4, 8) if small_input else (4, 8, 16, 32),
                        description=description))
 
 

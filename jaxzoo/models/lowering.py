@@ -1,4 +1,9 @@
-"""A backend-aware drop-in for ``lax.conv_general_dilated`` (what ``nn.Conv`` calls).
+"""How convolutions and max-pool gradients are lowered: XLA's own ops, or formulations that
+XLA's CPU backend runs faster. Every model takes the choice as its ``lowering`` field
+("xla" or "cpu"), set once at the top and handed to its layers; the code that builds a step for
+some devices picks it with ``for_devices`` (the trainer, the predictor, the benchmark). Being a
+field of the model, the choice is part of what ``jax.jit`` traces: a function can never run with
+a lowering other than the one its model was built with.
 
 XLA's CPU backend runs grouped and depthwise convolutions (``feature_group_count > 1``) far slower
 than PyTorch does: a 32-group 3x3 conv's forward+backward is hundreds of times slower, a depthwise
@@ -7,7 +12,7 @@ than PyTorch does: a 32-group 3x3 conv's forward+backward is hundreds of times s
 - depthwise (one input channel per group): for each of the kh*kw taps, a shifted (and strided) view
   of the padded input times that tap's per-channel weights, summed. Elementwise only, so XLA fuses
   the whole thing into a few loops. Its gradient (a ``custom_vjp``) keeps only the input, not the
-  kh*kw views, for the backward pass (MobileNetV2's train step at 128 px, batch 16: 662 -> 481 MiB).
+  kh*kw views, for the backward pass.
 - grouped (several input channels per group): for each tap, an einsum of the shifted view, split
   into (groups, channels per group), with that tap's (channels in, groups, channels out) weights:
   a batched matmul over groups. XLA:CPU's native grouped forward is faster than this one, only its
@@ -17,60 +22,49 @@ than PyTorch does: a 32-group 3x3 conv's forward+backward is hundreds of times s
   shifted views concatenated along channels). On larger maps XLA's native forward is faster, its
   backward is not (the kernel gradient is a convolution whose window is the whole feature map):
   those convs keep the native forward and take the gradient of the im2col matmul.
+- max-pool: torch's backward written as shifted compares instead of the select-and-scatter JAX
+  derives for ``reduce_window``.
 
 All keep the HWIO kernel layout and ``feature_group_count`` semantics (stride, explicit or string
 padding, kernel dilation, input dilation), so parameters, checkpoints and torchvision conversion are
-unchanged. On GPU and TPU every conv stays XLA's native one (cuDNN there). Measurements:
-benchmarks/README.md.
-
-The choice is made when the function is traced: ``auto`` (default) uses the formulations above on
-CPU only; ``native`` always calls ``lax.conv_general_dilated``; ``fast`` uses them on any backend
-(for experiments and tests). Set it with the environment variable ``JAXZOO_CONV`` or, around the
-code that traces the model, ``with conv_impl("native"): ...``.
+unchanged. GPUs and TPUs get "xla" (cuDNN and XLA's TPU convs). Measurements: benchmarks/README.md.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
+from flax import linen as nn
 from jax import lax
 
-_CHOICES = ("auto", "native", "fast")
+LOWERINGS = ("xla", "cpu")
 # Dense kxk convs on feature maps of at most this many pixels (8x8) run as im2col + one matmul:
-# XLA:CPU's native conv drops to 4-10 GFLOP/s there (a 3x3, 256-channel conv on 2x2 maps, batch
-# 32: 29 ms native, 1.9 ms as im2col), which made layer3/layer4 most of a 32-px ResNet's time.
+# XLA:CPU's native conv runs at a fraction of its usual rate on such small maps.
 _IM2COL_MAX_PIXELS = 64
-_override: str | None = None
 # A depthwise kernel gradient sums over the padded map when it is at most this much larger than
 # the output (below).
 _PAD_TRICK_MAX_AREA = 1.3
 
 
-@contextlib.contextmanager
-def conv_impl(choice: str):
-    """Trace convolutions with ``choice`` ('auto', 'native' or 'fast') inside this block.
-
-    It acts at trace time: a function jitted inside the block keeps the choice it was traced with.
-    """
-    global _override
-    if choice not in _CHOICES:
-        raise ValueError(f"conv_impl must be one of {_CHOICES}, got {choice!r}")
-    previous, _override = _override, choice
-    try:
-        yield
-    finally:
-        _override = previous
+def for_devices(devices: Iterable[jax.Device]) -> str:
+    """The lowering for a computation on ``devices``: "cpu" when they are all CPUs, else "xla"."""
+    platforms = {d.platform for d in devices}
+    if not platforms:
+        raise ValueError("for_devices needs at least one device")
+    return "cpu" if platforms == {"cpu"} else "xla"
 
 
-def current_choice() -> str:
-    choice = _override or os.environ.get("JAXZOO_CONV", "auto")
-    if choice not in _CHOICES:
-        raise ValueError(f"JAXZOO_CONV must be one of {_CHOICES}, got {choice!r}")
-    return choice
+def check(lowering: str) -> str:
+    if lowering not in LOWERINGS:
+        raise ValueError(f"lowering must be one of {LOWERINGS}, got {lowering!r}")
+    return lowering
+
+
+def conv_function(lowering: str):
+    """What ``nn.Conv`` should call for ``conv_general_dilated`` under ``lowering``."""
+    return conv_general_dilated if check(lowering) == "cpu" else lax.conv_general_dilated
 
 
 def _is_nhwc_hwio(lhs, rhs, dimension_numbers) -> bool:
@@ -81,23 +75,17 @@ def _is_nhwc_hwio(lhs, rhs, dimension_numbers) -> bool:
     return tuple(dn) == tuple(nhwc_hwio)
 
 
-def lowering_for(lhs_shape, rhs_shape, feature_group_count: int, batch_group_count: int = 1,
-                 backend: str | None = None) -> str:
-    """Which formulation a conv of these (NHWC, HWIO) shapes gets: 'native', 'im2col',
+def formulation_for(lhs_shape, rhs_shape, feature_group_count: int,
+                    batch_group_count: int = 1) -> str:
+    """Which CPU formulation a conv of these (NHWC, HWIO) shapes gets: 'native', 'im2col',
     'im2col_grad' (native forward, im2col gradient), 'depthwise' or 'grouped'."""
-    choice = current_choice()
-    backend = backend or jax.default_backend()
-    if choice == "native" or (choice == "auto" and backend != "cpu"):
-        return "native"
     if batch_group_count != 1:
         return "native"
     if feature_group_count == 1:
         kh, kw = rhs_shape[:2]
         if kh * kw == 1 or lhs_shape[1] * lhs_shape[2] <= _IM2COL_MAX_PIXELS:
             return "im2col"
-        # On larger maps XLA's forward wins (im2col everywhere: resnet18 inference at 224 px
-        # 31 -> 26 img/s) but its backward loses (train step at 128 px: resnet18 23 -> 29 img/s
-        # with the im2col gradient, resnet50 12.6 -> 13.9, googlenet 22.5 -> 24.5).
+        # On larger maps XLA's forward is the faster one, its backward the slower one.
         return "im2col_grad"
     if rhs_shape[2] == 1:
         return "depthwise"
@@ -110,7 +98,7 @@ def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding,
                          dimension_numbers=None, feature_group_count: int = 1,
                          batch_group_count: int = 1, precision=None,
                          preferred_element_type=None):
-    """``lax.conv_general_dilated`` with grouped/depthwise 2-D convs lowered for XLA:CPU."""
+    """``lax.conv_general_dilated`` with 2-D NHWC convs lowered for XLA:CPU (module docstring)."""
     native = lambda: lax.conv_general_dilated(  # noqa: E731
         lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
         dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
@@ -118,7 +106,7 @@ def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding,
         preferred_element_type=preferred_element_type)
     if not _is_nhwc_hwio(lhs, rhs, dimension_numbers):
         return native()
-    method = lowering_for(lhs.shape, rhs.shape, feature_group_count, batch_group_count)
+    method = formulation_for(lhs.shape, rhs.shape, feature_group_count, batch_group_count)
     if method == "native":
         return native()
     if not isinstance(padding, str):
@@ -190,7 +178,7 @@ def _im2col_conv(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation, groups,
     n, oh, ow, k = patches.shape
     # A 2-D (N*OH*OW, K) x (K, O) matmul, not an "nhwk,ko" einsum: the einsum's gradient made
     # XLA:CPU write the kernel gradient's (N, H, W, O) operand transposed, fused into BatchNorm's
-    # backward loop, for every layer (ResNet-50 train step at 128 px: 1680 -> 1320 ms).
+    # backward loop, for every layer.
     out = jnp.dot(patches.reshape(n * oh * ow, k), rhs.reshape(k, rhs.shape[-1]),
                   precision=precision, preferred_element_type=preferred_element_type)
     out = out.reshape(n, oh, ow, -1)
@@ -207,8 +195,8 @@ def _shifted_conv(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation, groups
         n, oh, ow, _ = view.shape
         if cin_g == 1 and cout_g == 1:
             # Depthwise: out[..., c] += x[..., c] * w[c]. Kept 4-D on purpose: with a trailing
-            # unit axis (the general case below) the kernel gradient's per-channel sums ran 12x
-            # slower on XLA:CPU (a (16, 32, 32, 144, 1) multiply-and-sum: 6.4 ms, 4-D: 0.5 ms).
+            # unit axis (the general case below) XLA:CPU runs the kernel gradient's per-channel
+            # sums an order of magnitude slower.
             term = (view * rhs[i, j, 0]).astype(out_dtype)
         elif cin_g == 1:
             # Depthwise with channel multiplier cout_g: out[..., g, m] += x[..., g] * w[g, m].
@@ -248,8 +236,8 @@ def _depthwise_backward(strides, padding, lhs_dilation, rhs_dilation, groups, pr
     if strides == (1, 1) and x.shape[1] * x.shape[2] <= _PAD_TRICK_MAX_AREA * oh * ow:
         # Move the gradient onto the padded input's grid instead of slicing the input: XLA:CPU
         # fuses a pad into the sum but copies a slice first. Each tap then reads the whole
-        # padded map, so this wins only where padding adds little (3x3, 16x32x32x144:
-        # 8.7 -> 6.9 ms forward+backward; 5x5 on 8x8 maps: 11.0 -> 12.2 ms).
+        # padded map, so this wins only where padding adds little (a 3x3 kernel on a large map,
+        # not a 5x5 on an 8x8 one).
         x, sums = x.astype(jnp.float32), []
         for i in range(kh):
             for j in range(kw):
@@ -296,3 +284,53 @@ def _native_forward(gradient_formulation):
 
 _native_forward_shifted_backward = _native_forward(_shifted_conv)  # grouped
 _native_forward_im2col_backward = _native_forward(_im2col_conv)  # dense on maps over 8x8
+
+
+# ---------------------------------------------------------------------------------------------
+# Max-pool
+# ---------------------------------------------------------------------------------------------
+
+def max_pool(x: jax.Array, kernel_size: int, stride: int, pads, lowering: str) -> jax.Array:
+    """A max-pool of NHWC ``x`` with explicit ``pads`` ((top, bottom), (left, right)) of -inf.
+    Under "cpu" its gradient is ``_max_pool_backward``; under "xla" it is what JAX derives."""
+    if check(lowering) == "cpu":
+        return _max_pool(x, kernel_size, stride, pads)
+    return nn.max_pool(x, (kernel_size, kernel_size), (stride, stride), padding=pads)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _max_pool(x, kernel_size, stride, pads):
+    return nn.max_pool(x, (kernel_size, kernel_size), (stride, stride), padding=pads)
+
+
+def _max_pool_forward(x, kernel_size, stride, pads):
+    y = _max_pool(x, kernel_size, stride, pads)
+    return y, (x, y)
+
+
+def _max_pool_backward(kernel_size, stride, pads, residuals, g):
+    """torch's max_pool2d backward: each window's gradient goes to the first position, in row-major
+    order, that holds the window's max (the gradient JAX derives gives the same). Written as
+    kernel_size**2 shifted compares and strided pads, which XLA:CPU fuses into a few loops, in
+    place of select-and-scatter with an iota of the padded input's size."""
+    x, y = residuals
+    (pt, pb), (pl, pr) = pads
+    padded = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=-jnp.inf)
+    n, oh, ow, c = y.shape
+    ph, pw = padded.shape[1:3]
+    taken = jnp.zeros(y.shape, bool)
+    grad = jnp.zeros(padded.shape, g.dtype)
+    for i in range(kernel_size):
+        for j in range(kernel_size):
+            limit = (n, i + (oh - 1) * stride + 1, j + (ow - 1) * stride + 1, c)
+            view = lax.slice(padded, (0, i, j, 0), limit, (1, stride, stride, 1))
+            first = (view == y) & ~taken
+            taken = taken | first
+            # Back to the padded input's positions i + stride * a, j + stride * b.
+            grad = grad + lax.pad(jnp.where(first, g, 0), jnp.zeros((), g.dtype),
+                                  ((0, 0, 0), (i, ph - limit[1], stride - 1),
+                                   (j, pw - limit[2], stride - 1), (0, 0, 0)))
+    return (grad[:, pt:ph - pb, pl:pw - pr, :],)
+
+
+_max_pool.defvjp(_max_pool_forward, _max_pool_backward)

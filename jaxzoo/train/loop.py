@@ -14,7 +14,8 @@ from jaxzoo.models import create_model
 from jaxzoo.train import checkpoint, report
 from jaxzoo.train.preemption import StopRequest
 from jaxzoo.train.state import create_train_state, initial_variables, trainable_mask
-from jaxzoo.train.step import AXIS, make_eval_step, make_mesh, make_train_step, replicate, shard_batch
+from jaxzoo.train.step import (AXIS, make_eval_step, make_mesh, make_train_step_for_config,
+                               replicate, shard_batch)
 
 
 class TrainingDiverged(RuntimeError):
@@ -157,10 +158,8 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
             f"{f'{best:.3f}' if math.isfinite(best) else 'none yet'})")
 
     mask = trainable_mask(config.model, variables["params"], config.trainable)
-    train_step = make_train_step(
-        model, mesh, num_classes=num_classes, aux_loss_weights=config.aux_loss_weights,
-        label_smoothing=config.label_smoothing, mask=mask,
-        frozen_backbone=config.trainable == "head", skip_nonfinite=config.skip_nonfinite)
+    train_step = make_train_step_for_config(config, model, mesh, num_classes=num_classes,
+                                            mask=mask)
     eval_step = make_eval_step(model, mesh, num_classes=num_classes)
 
     def save(state, epoch, epoch_step, sums, val_accuracy=None):

@@ -108,6 +108,16 @@ def make_train_step(model, mesh, *, num_classes: int, aux_loss_weights=(), label
     return jax.jit(sharded, donate_argnums=(0,))
 
 
+def make_train_step_for_config(config, model, mesh, *, num_classes: int, mask):
+    """The train step ``train.py`` runs for ``config``: its auxiliary-loss weights, label
+    smoothing, frozen backbone (``trainable="head"``) and non-finite handling; ``mask`` is
+    ``trainable_mask(...)`` of the params. The optimizer is the state's (``create_train_state``)."""
+    return make_train_step(
+        model, mesh, num_classes=num_classes, aux_loss_weights=config.aux_loss_weights,
+        label_smoothing=config.label_smoothing, mask=mask,
+        frozen_backbone=config.trainable == "head", skip_nonfinite=config.skip_nonfinite)
+
+
 def make_eval_step(model, mesh, *, num_classes: int):
     """``eval_step(state, batch) -> sums`` of correct predictions, loss and counted examples over
     the global batch; examples with ``batch["mask"] == False`` (padding) are not counted."""

@@ -12,7 +12,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from jaxzoo.train import TrainingDiverged, train_and_evaluate
-from jaxzoo.train.loop import check_batch_sizes
+from jaxzoo.train.loop import check_config
 from jaxzoo.train.step import AXIS
 from train_helpers import QuadrantData, TinyNet, tiny_config
 
@@ -74,8 +74,8 @@ def test_nan_loss_stops_names_the_step_and_keeps_the_last_good_checkpoint(tmp_pa
 def test_batch_must_divide_over_devices():
     config = tiny_config(batch_size=30)
     with pytest.raises(ValueError, match="not divisible by the 4 devices.*batch_size=28"):
-        check_batch_sizes(config, device_count=4, process_count=1)
-    check_batch_sizes(tiny_config(batch_size=32), device_count=4, process_count=1)
+        check_config(config, device_count=4, process_count=1)
+    check_config(tiny_config(batch_size=32), device_count=4, process_count=1)
 
 
 def _run_train_py(*args, timeout=420):

@@ -1,4 +1,9 @@
-"""The training loop: ``train_and_evaluate(config, workdir)``, what ``python train.py`` runs."""
+"""The training loop: ``train_and_evaluate(config, workdir)``, what ``python train.py`` runs.
+
+One global step counts the updates. Everything else follows from it: the epoch and the position
+within it (``divmod(step, steps_per_epoch)``), where the data resumes, when to evaluate and save
+(at epoch ends, and every ``checkpoint_every_steps``), and where a signal stops training.
+"""
 from __future__ import annotations
 
 import json
@@ -10,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from tqdm import tqdm
 
+from jaxzoo import runtime
 from jaxzoo.models import create_model
 from jaxzoo.train import checkpoint, report
 from jaxzoo.train.preemption import StopRequest
@@ -31,7 +37,8 @@ class TrainingInterrupted(Exception):
         self.signal, self.step = signal, step
 
 
-def check_batch_sizes(config, device_count: int, process_count: int) -> None:
+def check_config(config, device_count: int, process_count: int) -> None:
+    """The errors a config can have before any data is read, each saying what to do."""
     for field in ("batch_size", "eval_batch_size"):
         size = config[field] or config.batch_size
         if size <= 0 or size % device_count or size % process_count:
@@ -40,6 +47,10 @@ def check_batch_sizes(config, device_count: int, process_count: int) -> None:
                 f"({process_count} process(es)): the global batch is split evenly over devices. "
                 f"Use a multiple of {device_count}, e.g. --config.{field}="
                 f"{max(device_count, size // device_count * device_count)}")
+    if config.trainable not in ("all", "head"):
+        raise ValueError(f'config.trainable must be "all" or "head", got {config.trainable!r}')
+    if config.dtype not in ("float32", "bfloat16"):
+        raise ValueError(f'config.dtype must be "float32" or "bfloat16", got {config.dtype!r}')
 
 
 def _load_data(config):
@@ -65,25 +76,92 @@ def evaluate(eval_step, state, mesh, data) -> dict:
             "val_count": int(totals["count"])}
 
 
-def resume_point(progress: dict | None, steps_per_epoch: int) -> tuple[int, int]:
-    """(epoch, step within it) where training continues after the checkpoint ``progress``."""
+def resume_step(progress: dict | None, steps_per_epoch: int) -> int:
+    """The global step training continues after: the latest checkpoint's (0 without one). Its
+    epoch and position must be the ones that step means now (the same batch size)."""
     if progress is None:
-        return 1, 0
-    epoch, done = progress["epoch"], progress["epoch_step"]
-    saved_steps_per_epoch = progress.get("steps_per_epoch", done)
-    if done >= saved_steps_per_epoch:
-        return epoch + 1, 0
-    if saved_steps_per_epoch != steps_per_epoch:
+        return 0
+    step, epoch, done = progress["step"], progress["epoch"], progress["epoch_step"]
+    if divmod(step, steps_per_epoch) not in ((epoch - 1, done), (epoch, 0)):
+        saved = progress.get("steps_per_epoch", done)
         raise ValueError(
-            f"the latest checkpoint (step {progress['step']}) was saved within epoch {epoch}, "
-            f"which had {saved_steps_per_epoch} steps; now an epoch has {steps_per_epoch}, so "
-            f"the position in the data cannot be resumed. Resume with the batch size the run "
-            f"was started with (see config.json in the workdir)")
-    return epoch, done
+            f"the latest checkpoint (step {step}) was saved at epoch {epoch}, step {done} of "
+            f"{saved}; now an epoch has {steps_per_epoch} steps, so the position in the data "
+            f"cannot be resumed. Resume with the batch size the run was started with (see "
+            f"config.json in the workdir)")
+    return step
 
 
-def _empty_sums() -> dict:
-    return {"loss": 0.0, "accuracy": 0.0, "steps": 0, "nonfinite_steps": []}
+class EpochMetrics:
+    """The running sums of one epoch's train loss and accuracy (finite steps only) and the steps
+    whose update was skipped as non-finite; saved in checkpoints so that a resumed epoch
+    reports what an uninterrupted one would."""
+
+    def __init__(self, sums: dict | None = None):
+        sums = json.loads(json.dumps(sums)) if sums else {}  # a copy: the saved one stays
+        self.loss, self.accuracy = sums.get("loss", 0.0), sums.get("accuracy", 0.0)
+        self.steps, self.nonfinite_steps = sums.get("steps", 0), sums.get("nonfinite_steps", [])
+
+    def add(self, metrics, step: int, epoch: int, skip_nonfinite: bool) -> float:
+        """Add the metrics of global ``step`` (device values, read here); returns its loss."""
+        loss = float(metrics["loss"])
+        if not bool(metrics["finite"]):
+            if not skip_nonfinite:
+                raise TrainingDiverged(f"non-finite loss or gradients at step {step} (epoch "
+                                       f"{epoch}): loss = {loss}")
+            self.nonfinite_steps.append(step)
+        else:
+            self.loss += loss
+            self.accuracy += float(metrics["accuracy"])
+            self.steps += 1
+        return loss
+
+    def state(self) -> dict:
+        return {"loss": self.loss, "accuracy": self.accuracy, "steps": self.steps,
+                "nonfinite_steps": list(self.nonfinite_steps)}
+
+    def record(self) -> dict:
+        n = self.steps
+        return {"train_loss": self.loss / n if n else math.nan,
+                "train_accuracy": self.accuracy / n if n else math.nan,
+                "nonfinite_skipped": len(self.nonfinite_steps)}
+
+
+class EpochBar:
+    """The tqdm bar of one epoch, with the loss and images/s (from the second step on: the
+    first includes compilation)."""
+
+    def __init__(self, epoch: int, num_epochs: int, position: int, steps_per_epoch: int,
+                 batch_size: int, enabled: bool):
+        self.batch_size = batch_size
+        self.bar = tqdm(total=steps_per_epoch, initial=position, unit="step", leave=False,
+                        desc=f"epoch {epoch}/{num_epochs}", disable=not enabled,
+                        dynamic_ncols=True)
+        self.started = None
+
+    def update(self, loss: float) -> None:
+        self.bar.update(1)
+        if self.started is None:
+            self.started = (time.perf_counter(), self.bar.n)
+        elif self.bar.n > self.started[1]:
+            images = (self.bar.n - self.started[1]) * self.batch_size
+            rate = images / (time.perf_counter() - self.started[0])
+            self.bar.set_postfix(loss=f"{loss:.3f}", images_per_s=f"{rate:.1f}")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _batches(data, start_step: int, num_epochs: int):
+    """``(step, epoch, batch)`` for the global steps after ``start_step``: the rest of its
+    epoch, then the epochs after it, to the end of training."""
+    first_epoch, position = divmod(start_step, data.steps_per_epoch)
+    step = start_step
+    for epoch in range(first_epoch + 1, num_epochs + 1):
+        for batch in data.train_batches(epoch, position):
+            step += 1
+            yield step, epoch, batch
+        position = 0
 
 
 def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None) -> list[dict]:
@@ -98,11 +176,7 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
     is_main = jax.process_index() == 0
     log = print if is_main else (lambda *a, **k: None)
     mesh = make_mesh(devices)
-    check_batch_sizes(config, mesh.size, jax.process_count())
-    if config.trainable not in ("all", "head"):
-        raise ValueError(f'config.trainable must be "all" or "head", got {config.trainable!r}')
-    if config.dtype not in ("float32", "bfloat16"):
-        raise ValueError(f'config.dtype must be "float32" or "bfloat16", got {config.dtype!r}')
+    check_config(config, mesh.size, jax.process_count())
 
     data = data if data is not None else _load_data(config)
     class_names = list(data.class_names)
@@ -113,13 +187,11 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
     if steps_per_epoch < 1:
         raise ValueError(f"dataset {config.dataset!r} has {data.num_train} training examples, "
                          f"fewer than one batch of {config.batch_size}; lower --config.batch_size")
+    total_steps = config.num_epochs * steps_per_epoch
 
     os.makedirs(workdir, exist_ok=True)
     if is_main:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2) + "\n")
-        with open(os.path.join(workdir, "class_names.json"), "w") as f:
-            json.dump({str(i): name for i, name in enumerate(class_names)}, f, indent=2)
+        report.write_run_files(workdir, config, class_names)
     skipped = getattr(data, "skipped", None)
     if skipped:
         log(f"skipped in {config.dataset}: "
@@ -127,12 +199,14 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
 
     if model is None:
         model = create_model(config.model, num_classes=num_classes, dtype=jnp.dtype(config.dtype),
-                             bn_axis_name=AXIS, **config.model_kwargs)
+                             bn_axis_name=AXIS,
+                             lowering=runtime.lowering_for(mesh.devices.flat, config.lowering),
+                             **config.model_kwargs)
     init_rng, state_rng = jax.random.split(jax.random.PRNGKey(config.seed))
     manager = checkpoint.create_manager(workdir, config.checkpoints_to_keep)
     progress = checkpoint.latest_progress(manager)
-    first_epoch, start_step = resume_point(progress, steps_per_epoch)
-    if first_epoch > config.num_epochs:
+    start_step = resume_step(progress, steps_per_epoch)
+    if start_step >= total_steps:
         best = progress["best_val_accuracy"]
         log(f"already trained for {progress['epoch']} epoch(s) in {workdir} (best val_accuracy "
             f"{best if best is None else round(best, 3)}); raise --config.num_epochs to train "
@@ -143,18 +217,19 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
     init_from = "" if progress is not None else config.init_from
     variables = initial_variables(config, model, num_classes, init_rng, init_from, log=log)
     state = create_train_state(config, model, variables, steps_per_epoch, state_rng)
-    state = replicate(mesh, state)
-    state, progress = checkpoint.restore_latest(manager, state)
+    state, progress = checkpoint.restore_latest(manager, replicate(mesh, state))
 
-    best, records, sums = -math.inf, [], _empty_sums()
+    best, records, epoch_metrics = -math.inf, [], EpochMetrics()
     if progress is not None:
         best = progress["best_val_accuracy"] if progress["best_val_accuracy"] is not None else best
+        epoch, position = divmod(start_step, steps_per_epoch)
         records = progress.get("records")  # older checkpoints: the metrics file
         if records is None:
-            records = [r for r in report.read_metrics(workdir) if r["epoch"] < first_epoch]
-        sums = progress.get("sums", sums) if start_step else sums
-        log(f"resuming from {manager.directory} at step {progress['step']} (epoch {first_epoch}, "
-            f"step {start_step} of {steps_per_epoch}; best val_accuracy "
+            records = [r for r in report.read_metrics(workdir) if r["epoch"] <= epoch]
+        if position:
+            epoch_metrics = EpochMetrics(progress.get("sums"))
+        log(f"resuming from {manager.directory} at step {start_step} (epoch {epoch + 1}, "
+            f"step {position} of {steps_per_epoch}; best val_accuracy "
             f"{f'{best:.3f}' if math.isfinite(best) else 'none yet'})")
 
     mask = trainable_mask(config.model, variables["params"], config.trainable)
@@ -162,53 +237,77 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
                                             mask=mask)
     eval_step = make_eval_step(model, mesh, num_classes=num_classes)
 
-    def save(state, epoch, epoch_step, sums, val_accuracy=None):
+    def save(step, val_accuracy=None):
+        epoch, position = divmod(step, steps_per_epoch)
+        if position == 0:  # an epoch's end: recorded as "epoch E, all its steps done"
+            epoch, position = epoch - 1, steps_per_epoch
         checkpoint.save(manager, state, {
-            "epoch": epoch, "epoch_step": epoch_step, "steps_per_epoch": steps_per_epoch,
-            "step": int(jax.device_get(state.step)), "val_accuracy": val_accuracy,
+            "epoch": epoch + 1, "epoch_step": position, "steps_per_epoch": steps_per_epoch,
+            "step": step, "val_accuracy": val_accuracy,
             "best_val_accuracy": best if math.isfinite(best) else None,
-            "sums": sums, "records": records})
+            "sums": epoch_metrics.state(), "records": records})
 
-    def interrupted(step, epoch, epoch_step):
-        where = (f"epoch {epoch} done" if epoch_step == steps_per_epoch
-                 else f"epoch {epoch}, step {epoch_step} of {steps_per_epoch}")
+    def interrupted(step):
+        epoch, position = divmod(step - 1, steps_per_epoch)
+        where = (f"epoch {epoch + 1} done" if position + 1 == steps_per_epoch
+                 else f"epoch {epoch + 1}, step {position + 1} of {steps_per_epoch}")
         return TrainingInterrupted(
             f"training stopped by {stop.signal or 'a signal to another process'} at step {step} "
             f"({where}); the checkpoint of that step is in {manager.directory}, and training "
             f"again in the same workdir resumes from it", signal=stop.signal, step=step)
 
-    step = (first_epoch - 1) * steps_per_epoch + start_step
+    every = config.checkpoint_every_steps
+    bar, pending = None, None
+
+    def record(pending) -> bool:
+        """Read a step's metrics into the epoch's sums and the bar; returns its stop flag.
+        Metrics (and the stop request) are read one step late, so the host never waits for
+        the step it has just dispatched; every process reads the same values, so all stop at
+        the same step."""
+        metrics, step, stop_flag = pending
+        epoch = (step - 1) // steps_per_epoch + 1
+        bar.update(epoch_metrics.add(metrics, step, epoch, config.skip_nonfinite))
+        return bool(stop_flag)
+
     try:
         with StopRequest(mesh) as stop:
-            for epoch in range(first_epoch, config.num_epochs + 1):
-                state, sums, step, stopped = _train_epoch(
-                    train_step, state, mesh, data, epoch, start_step, step, sums, config,
-                    is_main, stop, save)
-                if stopped:
-                    raise interrupted(step, epoch, stopped)
+            for step, epoch, batch in _batches(data, start_step, config.num_epochs):
+                if bar is None:
+                    bar = EpochBar(epoch, config.num_epochs, (step - 1) % steps_per_epoch,
+                                   steps_per_epoch, config.batch_size, is_main)
+                state, metrics = train_step(state, shard_batch(mesh, batch))
+                stopping = pending is not None and record(pending)
+                pending = (metrics, step, stop.poll())
+
+                if step % steps_per_epoch:  # within an epoch
+                    if stopping or (every and step % every == 0):
+                        record(pending)
+                        pending = None
+                        save(step)
+                        if stopping:
+                            raise interrupted(step)
+                    continue
+
+                # The epoch's end. A stop request read now is acted on after its checkpoint.
+                record(pending)
+                pending = None
+                bar.close()
+                bar = None
                 val = evaluate(eval_step, state, mesh, data)
                 if not math.isfinite(val["val_loss"]):
                     raise TrainingDiverged(f"validation loss is {val['val_loss']} after epoch "
                                            f"{epoch} (step {step})")
                 best = max(best, val["val_accuracy"])
-                n = sums["steps"]  # the finite ones
-                records.append({"epoch": epoch, "step": step,
-                                "train_loss": sums["loss"] / n if n else math.nan,
-                                "train_accuracy": sums["accuracy"] / n if n else math.nan,
-                                "nonfinite_skipped": len(sums["nonfinite_steps"]),
+                records.append({"epoch": epoch, "step": step, **epoch_metrics.record(),
                                 **val, "best_val_accuracy": best})
-                save(state, epoch, steps_per_epoch, sums, val["val_accuracy"])
+                save(step, val["val_accuracy"])
                 if is_main:
                     report.write_metrics(workdir, records)
                     report.plot_curves(workdir, records)
-                skipped_note = (f"  skipped non-finite updates at steps {sums['nonfinite_steps']}"
-                                if sums["nonfinite_steps"] else "")
-                log(f"[epoch {epoch}] train_loss: {records[-1]['train_loss']:.3f}  "
-                    f"val_accuracy: {val['val_accuracy']:.3f}  best: {best:.3f}{skipped_note}",
-                    flush=True)
-                start_step, sums = 0, _empty_sums()
-                if epoch < config.num_epochs and bool(stop.poll()):
-                    raise interrupted(step, epoch, steps_per_epoch)
+                log(report.epoch_line(records[-1], epoch_metrics.nonfinite_steps), flush=True)
+                epoch_metrics = EpochMetrics()
+                if step < total_steps and bool(stop.poll()):
+                    raise interrupted(step)
     except TrainingDiverged as e:
         manager.wait_until_finished()
         kept = manager.latest_step()
@@ -218,62 +317,8 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
                                f"set --config.grad_clip_norm, or skip such updates with "
                                f"--config.skip_nonfinite=True.") from None
     finally:
+        if bar is not None:
+            bar.close()
         manager.wait_until_finished()
         manager.close()
     return records
-
-
-def _train_epoch(train_step, state, mesh, data, epoch, start_step, step, sums, config, is_main,
-                 stop, save):
-    """Steps ``start_step + 1`` to the end of ``epoch``; adds each step's loss and accuracy to
-    ``sums``. Returns ``(state, sums, step, stopped)``: ``stopped`` is the step within the epoch
-    at which a signal stopped training after a checkpoint (0 if it did not).
-
-    Metrics (and the stop request) are read one step late, so the host never waits for the step
-    it has just dispatched; every process reads the same values, so all stop at the same step."""
-    steps_per_epoch, every = data.steps_per_epoch, config.checkpoint_every_steps
-    bar = tqdm(total=steps_per_epoch, initial=start_step, unit="step", leave=False,
-               desc=f"epoch {epoch}/{config.num_epochs}", disable=not is_main, dynamic_ncols=True)
-    started = None
-
-    def record(metrics, at_step, stop_flag) -> bool:
-        nonlocal started
-        loss = float(metrics["loss"])
-        if not bool(metrics["finite"]):
-            if not config.skip_nonfinite:
-                raise TrainingDiverged(f"non-finite loss or gradients at step {at_step} (epoch "
-                                       f"{epoch}): loss = {loss}")
-            sums["nonfinite_steps"].append(at_step)
-        else:
-            sums["loss"] += loss
-            sums["accuracy"] += float(metrics["accuracy"])
-            sums["steps"] += 1
-        bar.update(1)
-        if started is None:  # the first step includes compilation: rate from the second on
-            started = (time.perf_counter(), bar.n)
-        elif bar.n > started[1]:
-            images = (bar.n - started[1]) * config.batch_size
-            bar.set_postfix(loss=f"{loss:.3f}",
-                            images_per_s=f"{images / (time.perf_counter() - started[0]):.1f}")
-        return bool(stop_flag)
-
-    sums = json.loads(json.dumps(sums))  # the caller's copy stays as it was
-    epoch_step, pending = start_step, None
-    try:
-        for batch in data.train_batches(epoch, start_step):
-            state, metrics = train_step(state, shard_batch(mesh, batch))
-            step += 1
-            epoch_step += 1
-            stopping = pending is not None and record(*pending)
-            pending = (metrics, step, stop.poll())
-            if epoch_step < steps_per_epoch and (stopping or (every and step % every == 0)):
-                record(*pending)
-                pending = None
-                save(state, epoch, epoch_step, sums)
-                if stopping:
-                    return state, sums, step, epoch_step
-        if pending is not None:
-            record(*pending)  # a stop request here is acted on after the epoch's checkpoint
-    finally:
-        bar.close()
-    return state, sums, step, 0

@@ -1,8 +1,25 @@
-"""What training leaves in the workdir for people: metrics.jsonl and curves.png."""
+"""What training leaves in the workdir and prints for people: config.json, class_names.json,
+metrics.jsonl, curves.png, and the line printed after each epoch."""
 from __future__ import annotations
 
 import json
 import os
+
+
+def write_run_files(workdir: str, config, class_names: list[str]) -> None:
+    """The resolved config and the class names (index -> name), what prediction reads back."""
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2) + "\n")
+    with open(os.path.join(workdir, "class_names.json"), "w") as f:
+        json.dump({str(i): name for i, name in enumerate(class_names)}, f, indent=2)
+
+
+def epoch_line(record: dict, nonfinite_steps: list[int]) -> str:
+    """``[epoch 3] train_loss: 0.412  val_accuracy: 0.871  best: 0.871``."""
+    skipped = f"  skipped non-finite updates at steps {nonfinite_steps}" if nonfinite_steps else ""
+    return (f"[epoch {record['epoch']}] train_loss: {record['train_loss']:.3f}  "
+            f"val_accuracy: {record['val_accuracy']:.3f}  "
+            f"best: {record['best_val_accuracy']:.3f}{skipped}")
 
 
 def read_metrics(workdir: str) -> list[dict]:

@@ -17,15 +17,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
-CONFIG_DIR = os.path.join(ROOT, "configs")
+from jaxzoo.train import configs  # noqa: E402
+from jaxzoo.train.configs import available_configs  # noqa: E402,F401  (train.available_configs)
+
 EXIT_INTERRUPTED = 75  # sysexits.h's EX_TEMPFAIL: not finished, try again (it resumes)
-sys.path.insert(0, ROOT)  # config files import configs.default
-
-
-def available_configs() -> list[str]:
-    return sorted(f[:-3] for f in os.listdir(CONFIG_DIR)
-                  if f.endswith(".py") and f not in ("__init__.py", "default.py"))
 
 
 def resolve_config_arg(argv: list[str]) -> tuple[list[str], str | None]:
@@ -40,18 +35,28 @@ def resolve_config_arg(argv: list[str]) -> tuple[list[str], str | None]:
         if not arg.startswith("--config="):
             continue
         path, _, preset = arg[len("--config="):].partition(":")
-        if not path.endswith(".py") and os.sep not in path:
-            name = path
-            if name not in available_configs():
-                raise SystemExit(f"error: unknown config {name!r}. Available configs: "
-                                 f"{', '.join(available_configs())} (or a path to a config file)")
-            path = os.path.join(CONFIG_DIR, f"{name}.py")
-        elif not os.path.isfile(path):
-            raise SystemExit(f"error: config file {path} does not exist")
-        else:
-            name = os.path.splitext(os.path.basename(path))[0]
+        try:
+            path, name = configs.config_file(path)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
         argv[i] = "--config=" + path + (f":{preset}" if preset else "")
     return argv, name
+
+
+def check_overrides(argv: list[str]) -> None:
+    """Exit with a one-line error naming the closest fields when a ``--config.KEY=VALUE`` names
+    a field the config does not have (ml_collections would print a traceback)."""
+    config_arg = next((a for a in argv if a.startswith("--config=")), None)
+    if config_arg is None:
+        return
+    path, _, preset = config_arg[len("--config="):].partition(":")
+    config = configs.load_config(path, preset or None)
+    for arg in argv:
+        if arg.startswith("--config."):
+            try:
+                configs.check_override(config, arg[len("--config."):].partition("=")[0])
+            except ValueError as e:
+                raise SystemExit(f"error: {e}") from None
 
 
 CONFIG = config_flags.DEFINE_config_file(
@@ -154,5 +159,6 @@ if __name__ == "__main__":
     keep_freed_memory()  # before JAX starts its threads
     command = shlex.join(["python", *sys.argv])
     argv, config_name = resolve_config_arg(sys.argv)
+    check_overrides(argv)
     sys.argv = argv
     app.run(lambda a: main(a, config_name, command), argv=argv)

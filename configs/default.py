@@ -52,8 +52,8 @@ def get_default_config(model: str, family: str = "imagenet") -> ml_collections.C
 
 def shapes_preset(config: ml_collections.ConfigDict, family: str) -> ml_collections.ConfigDict:
     """``--config=NAME:shapes``: the built-in offline dataset, at a resolution and length meant
-    for a small CPU (ResNet-34: 0.96 validation accuracy in 5 epochs, 7.5-9 minutes on an idle
-    2-core machine, dataset generation included).
+    for a small CPU: 32 px, or the model's smallest input where that is larger (measured run
+    times and accuracies: README, "Training").
 
     ``shapes/large`` (12,000 training images) rather than the 3,000 of ``shapes``: ResNet-34
     learns it from scratch to about 0.87 validation accuracy in 38k images whether they repeat or
@@ -61,8 +61,10 @@ def shapes_preset(config: ml_collections.ConfigDict, family: str) -> ml_collecti
     shapes are small at 32 px and a tight crop cuts them.
     """
     del family
+    from jaxzoo.models import get_spec
+
     config.dataset = "shapes/large"
-    config.image_size = 32
+    config.image_size = max(32, get_spec(config.model).min_size)  # the smallest the model takes
     config.crop_scale = (0.8, 1.0)
     config.batch_size = 32
     config.num_epochs = 5

@@ -123,7 +123,8 @@ def cmd_bench(args) -> int:
     rows = bench.run(args.models, modes, batch=args.batch, size=args.size or 128, dtype=args.dtype,
                      threads=args.threads, repeats=args.repeats, steps=args.steps,
                      compare=None if args.compare == "none" else args.compare,
-                     torch_format=args.torch_format, out=args.out, cache_dir=args.cache_dir)
+                     torch_format=args.torch_format, out=args.out, cache_dir=args.cache_dir,
+                     lowering=args.lowering)
     print(bench.markdown(rows), end="")
     return 0
 
@@ -215,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
                    default="channels_last")
     p.add_argument("--out", default=None, help="markdown table path (CSV beside it)")
     p.add_argument("--cache-dir", default=None, help="JAX persistent compilation cache")
+    p.add_argument("--lowering", choices=["auto", "xla", "cpu"], default="auto",
+                   help="convs and pools: XLA's own ops, or XLA:CPU's faster formulations "
+                        "(auto: cpu on CPUs)")
     p.add_argument("--input", nargs="?", const="", default=None, metavar="FOLDER",
                    help="measure the input pipelines instead, on FOLDER/{train,val}/CLASS/*.jpg "
                         "(generated when omitted) beside torchvision's DataLoader")

@@ -4,9 +4,11 @@ Both run in one process on the same batch, resolution and number of threads. Eac
 ``--steps`` jaxzoo calls and then ``--steps`` torch calls, so load from other processes hits both;
 the table reports the median over repeats and the ratio jaxzoo/torch of those medians.
 
-Train mode is one full Adam step (forward, backward, update) on both sides; torch runs
-channels_last by default (the faster layout for torch's CPU convs here; ``--torch-format``).
-Infer mode is an eval-mode forward (torch under ``inference_mode``).
+Train mode times the step ``train.py`` runs (``make_train_step_for_config`` with the model's
+config: Adam, its auxiliary-loss weights; the state donated) beside one torch Adam step with the
+same loss; torch runs channels_last by default (the faster layout for torch's CPU convs here;
+``--torch-format``). Infer mode times the predictor's forward (``Predictor.forward``: the
+eval-mode logits and their softmax) beside torch's eval-mode forward under ``inference_mode``.
 
 Threads: torch gets ``torch.set_num_threads(T)``. XLA:CPU sizes its thread pool from the CPUs the
 process may run on, so the process is pinned to T CPUs (``os.sched_setaffinity``) before JAX starts;
@@ -64,72 +66,72 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
 
 
-def _cross_entropy_jax(outputs, labels):
-    import jax
-    import jax.numpy as jnp
+def train_config(name: str, batch: int, dtype: str):
+    """The training config of ``name`` (``configs/NAME.py`` where there is one: its optimizer and
+    auxiliary-loss weights), at the benchmark's batch size and dtype."""
+    from jaxzoo.train import configs
 
-    # Auxiliary heads (GoogLeNet, Inception v3) weigh 0.3 each, as in their training recipes.
-    outs = outputs if isinstance(outputs, tuple) else (outputs,)
-    losses = [-jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(o.astype(jnp.float32)),
-                                            labels[:, None], axis=1)) for o in outs]
-    return losses[0] + 0.3 * sum(losses[1:])
+    if name in configs.available_configs():
+        config = configs.load_config(name)
+    else:
+        from configs.default import get_default_config
 
-
-def _cross_entropy_torch(outputs, labels):
-    import torch.nn.functional as F
-
-    outs = tuple(outputs) if isinstance(outputs, tuple) else (outputs,)
-    losses = [F.cross_entropy(o.float(), labels) for o in outs]
-    return losses[0] + 0.3 * sum(losses[1:])
+        config = get_default_config(name)
+    config.batch_size, config.dtype = batch, dtype
+    return config
 
 
 class JaxRunner:
-    def __init__(self, name: str, mode: str, batch: int, size: int, dtype: str, seed: int = 0):
+    """jaxzoo's side: the train step ``train.py`` runs (``make_train_step_for_config`` on a
+    one-device mesh, the state donated) or the predictor's forward (``Predictor.forward``)."""
+
+    def __init__(self, name: str, mode: str, batch: int, size: int, dtype: str,
+                 lowering: str = "auto", seed: int = 0):
         import jax
-        import jax.numpy as jnp
-        import optax
 
-        import jaxzoo
+        from jaxzoo import runtime
+        from jaxzoo.models import create_model
+        from jaxzoo.models.registry import init_variables
+        from jaxzoo.train import create_train_state, make_mesh, make_train_step_for_config
+        from jaxzoo.train.state import trainable_mask
+        from jaxzoo.train.step import AXIS, replicate, shard_batch
 
-        self.jax = jax
-        model = jaxzoo.create_model(name, num_classes=1000, dtype=getattr(jnp, dtype))
+        self.jax, self.mode = jax, mode
+        config = train_config(name, batch, dtype)
+        self.aux_loss_weights = tuple(config.aux_loss_weights)
+        mesh = make_mesh(jax.devices()[:1])
+        lowering = runtime.lowering_for(mesh.devices.flat, lowering)
         rng = np.random.default_rng(seed)
-        self.x = jnp.asarray(rng.standard_normal((batch, size, size, 3)).astype(np.float32))
-        self.y = jnp.asarray(rng.integers(0, 1000, batch))
-        variables = jax.jit(lambda k, x: model.init(k, x, train=False))(
-            jax.random.PRNGKey(seed), self.x)
+        images = rng.standard_normal((batch, size, size, 3)).astype(np.float32)
+        labels = rng.integers(0, 1000, batch).astype(np.int32)
         start_rss = _peak_rss_mib()
 
         if mode == "train":
-            tx = optax.adam(3e-4)
-            params, batch_stats = variables["params"], variables.get("batch_stats", {})
-            self.state = (params, batch_stats, tx.init(params), jax.random.PRNGKey(seed))
-
-            def train_step(state, x, y):
-                params, batch_stats, opt_state, key = state
-                key, dropout_key = jax.random.split(key)
-
-                def loss_fn(p):
-                    out, updates = model.apply({"params": p, "batch_stats": batch_stats}, x,
-                                               train=True, mutable=["batch_stats"],
-                                               rngs={"dropout": dropout_key})
-                    return _cross_entropy_jax(out, y), updates["batch_stats"]
-
-                (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-                updates, opt_state = tx.update(grads, opt_state, params)
-                return (optax.apply_updates(params, updates), new_stats, opt_state, key), loss
-
-            fn = jax.jit(train_step, donate_argnums=(0,))
-            args = (self.state, self.x, self.y)
+            model = create_model(name, num_classes=1000, dtype=dtype, bn_axis_name=AXIS,
+                                 lowering=lowering, **config.model_kwargs)
+            variables = init_variables(model, size, jax.random.PRNGKey(seed))
+            state = create_train_state(config, model, variables, 1000, jax.random.PRNGKey(seed))
+            self.state = replicate(mesh, state)
+            self.batch = shard_batch(mesh, {"image": images, "label": labels})
+            fn = make_train_step_for_config(
+                config, model, mesh, num_classes=1000,
+                mask=trainable_mask(name, variables["params"], config.trainable))
+            args = (self.state, self.batch)
         else:
-            self.state = variables
-            fn = jax.jit(lambda v, x: model.apply(v, x, train=False))
+            from jaxzoo.predict import Predictor
+
+            model = create_model(name, num_classes=1000, **config.model_kwargs)
+            variables = init_variables(model, size, jax.random.PRNGKey(seed))
+            predictor = Predictor(name, variables, [str(i) for i in range(1000)], size,
+                                  model_kwargs={**config.model_kwargs, "dtype": dtype},
+                                  lowering=lowering)
+            self.state, self.x = predictor.variables, jax.device_put(images)
+            fn = predictor.forward
             args = (self.state, self.x)
 
         t0 = time.perf_counter()
         self.compiled = fn.lower(*args).compile()
         self.compile_s = time.perf_counter() - t0
-        self.mode = mode
         self.step()  # first run: allocations, thread pool start-up
         self.mem_mib = self._memory_mib()
         self.rss_delta_mib = _peak_rss_mib() - start_rss
@@ -145,21 +147,24 @@ class JaxRunner:
 
     def step(self) -> None:
         if self.mode == "train":
-            self.state, loss = self.compiled(self.state, self.x, self.y)
-            loss.block_until_ready()
+            self.state, self.metrics = self.compiled(self.state, self.batch)
+            self.metrics["loss"].block_until_ready()
         else:
             self.jax.block_until_ready(self.compiled(self.state, self.x))
 
 
 class TorchRunner:
+    """torchvision's side: one Adam step with the same loss (auxiliary heads weighted as in the
+    model's config), or an eval-mode forward under ``inference_mode``."""
+
     def __init__(self, name: str, mode: str, batch: int, size: int, dtype: str,
-                 memory_format: str = "channels_last", seed: int = 0):
+                 memory_format: str = "channels_last", aux_loss_weights=(), seed: int = 0):
         import torch
 
         from jaxzoo.convert import parity
 
         self.torch = torch
-        self.mode = mode
+        self.mode, self.aux_loss_weights = mode, tuple(aux_loss_weights)
         self.model = parity.torchvision_model(name)
         fmt = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
         self.model = self.model.to(memory_format=fmt)
@@ -175,13 +180,21 @@ class TorchRunner:
         for _ in range(2):  # oneDNN builds its kernels in the first calls
             self.step()
 
+    def _loss(self, outputs):
+        import torch.nn.functional as F
+
+        logits, *aux = outputs if isinstance(outputs, tuple) else (outputs,)
+        loss = F.cross_entropy(logits.float(), self.y)
+        for weight, aux_logits in zip(self.aux_loss_weights, aux):
+            loss = loss + weight * F.cross_entropy(aux_logits.float(), self.y)
+        return loss
+
     def step(self) -> None:
         torch = self.torch
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
             if self.mode == "train":
                 self.opt.zero_grad(set_to_none=True)
-                loss = _cross_entropy_torch(self.model(self.x), self.y)
-                loss.backward()
+                self._loss(self.model(self.x)).backward()
                 self.opt.step()
             else:
                 with torch.inference_mode():
@@ -196,13 +209,15 @@ def _images_per_s(runner, steps: int, batch: int) -> float:
 
 
 def bench_one(name: str, mode: str, *, batch: int, size: int, dtype: str, threads: int,
-              repeats: int, steps: int, compare: str | None, torch_format: str) -> Row:
+              repeats: int, steps: int, compare: str | None, torch_format: str,
+              lowering: str = "auto") -> Row:
     from jaxzoo.models.registry import get_spec
 
-    ours = JaxRunner(name, mode, batch, size, dtype)
+    ours = JaxRunner(name, mode, batch, size, dtype, lowering)
     theirs = None
     if compare == "torch" and get_spec(name).torchvision:
-        theirs = TorchRunner(name, mode, batch, size, dtype, torch_format)
+        theirs = TorchRunner(name, mode, batch, size, dtype, torch_format,
+                             aux_loss_weights=ours.aux_loss_weights)
     ours_ips, theirs_ips = [], []
     for _ in range(repeats):  # interleaved: each repeat times both
         ours_ips.append(_images_per_s(ours, steps, batch))
@@ -232,7 +247,8 @@ def write_csv(path: str, rows: Sequence[Row]) -> None:
 
 def run(models: Sequence[str], modes: Sequence[str], *, batch: int, size: int, dtype: str,
         threads: int, repeats: int, steps: int, compare: str | None, torch_format: str,
-        out: str | None, cache_dir: str | None = None, log: Any = print) -> list[Row]:
+        out: str | None, cache_dir: str | None = None, lowering: str = "auto",
+        log: Any = print) -> list[Row]:
     limit_threads(threads)
     import jax
     import torch
@@ -247,7 +263,7 @@ def run(models: Sequence[str], modes: Sequence[str], *, batch: int, size: int, d
         for mode in modes:
             row = bench_one(name, mode, batch=batch, size=size, dtype=dtype, threads=threads,
                             repeats=repeats, steps=steps, compare=compare,
-                            torch_format=torch_format)
+                            torch_format=torch_format, lowering=lowering)
             log(" ".join(f"{h}={c}" for h, c in zip(COLUMNS, row.cells())))
             rows.append(row)
     table = markdown(rows)

@@ -126,9 +126,11 @@ class Predictor:
     """A model, its weights, its class names and its input size, ready to classify images."""
 
     def __init__(self, model_name: str, variables: dict, class_names: Sequence[str],
-                 image_size: int, model_kwargs: dict | None = None, batch_size: int = 32):
+                 image_size: int, model_kwargs: dict | None = None, batch_size: int = 32,
+                 lowering: str = "auto"):
         import jax
 
+        from jaxzoo import runtime
         from jaxzoo.models import create_model, get_spec
 
         spec = get_spec(model_name)
@@ -139,13 +141,20 @@ class Predictor:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.model_name, self.image_size, self.batch_size = model_name, int(image_size), batch_size
         self.class_names = list(class_names)
+        # The lowering for the devices the predictor runs on (jax's default device).
         self.model = create_model(model_name, num_classes=len(self.class_names),
+                                  lowering=runtime.lowering_for(jax.devices()[:1], lowering),
                                   **(model_kwargs or {}))
         self.variables = {k: jax.device_put(v) for k, v in variables.items()
                           if k in ("params", "batch_stats")}
         self._probabilities = _compiled_probabilities(self.model)
         self._tf_preprocess = None
         self.run = None  # the TrainedRun when loaded from a workdir
+
+    @property
+    def forward(self):
+        """The jitted ``(variables, images) -> class probabilities`` the predictor runs."""
+        return self._probabilities
 
     def __repr__(self) -> str:
         return (f"Predictor({self.model_name}, {len(self.class_names)} classes, "

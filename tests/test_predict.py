@@ -32,14 +32,15 @@ RESNET_CLASSES = ["astronaut", "cat", "coffee", "rocket"]
 def _native_convolutions():
     """XLA:CPU compiles these small models several times faster with its native convolution
     than with jaxzoo's CPU lowering of convs on small maps (tested in test_conv_lowering; it
-    changes speed, not results), and this module compiles many of them."""
-    previous = os.environ.get("JAXZOO_CONV")
-    os.environ["JAXZOO_CONV"] = "native"
+    changes speed, not results), and this module compiles many of them: the trainer and the
+    predictor build their models with the "xla" lowering here."""
+    previous = os.environ.get("JAXZOO_LOWERING")
+    os.environ["JAXZOO_LOWERING"] = "xla"
     yield
     if previous is None:
-        del os.environ["JAXZOO_CONV"]
+        del os.environ["JAXZOO_LOWERING"]
     else:
-        os.environ["JAXZOO_CONV"] = previous
+        os.environ["JAXZOO_LOWERING"] = previous
 
 
 def render(kind: int, seed) -> np.ndarray:

@@ -1,0 +1,97 @@
+"""Every config file loads, with and without its presets, and names a model whose train step
+traces at the config's image size; bad config names and fields are one-line errors."""
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from jaxzoo import create_model, get_spec
+from jaxzoo.models.registry import variable_shapes
+from jaxzoo.train import configs, create_train_state, make_mesh, make_train_step_for_config
+from jaxzoo.train.state import trainable_mask
+from jaxzoo.train.step import AXIS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = configs.available_configs()
+PRESETS = [None, "shapes"]
+
+
+def test_every_model_has_a_config():
+    from jaxzoo import list_models
+
+    assert set(list_models()) <= set(CONFIGS)
+
+
+def _family(name):
+    return get_spec(configs.load_config(name).model).builder.__module__
+
+
+# Tracing a train step takes seconds per model on XLA:CPU: every config is loaded and its model
+# built, and one step is traced for the first config of each model family, with and without the
+# preset, and for every config whose model returns auxiliary outputs (their loss weights).
+# The smallest of each family where it has several sizes (the trace time grows with the depth).
+SMALLEST = ["resnet18", "convnext_tiny", "regnet_x_400mf", "mobilenet_v3_small", "vgg11",
+            "densenet121", "efficientnet_b0", "resnet18_v2"]
+_first_of_family = {}
+for _name in [n for n in SMALLEST if n in CONFIGS] + CONFIGS:
+    _first_of_family.setdefault(_family(_name), _name)
+FAMILIES = sorted(_first_of_family.values())
+TRACED = sorted(set(FAMILIES) | {"googlenet", "inception_v3"})
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=["default", "shapes"])
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_loads_and_fits_its_model(name, preset):
+    config = configs.load_config(name, preset)
+    spec = get_spec(config.model)
+    assert config.image_size >= spec.min_size, "the model cannot take the config's images"
+    if preset == "shapes":
+        assert config.dataset == "shapes/large"
+    create_model(config.model, num_classes=5, **config.model_kwargs)  # options it accepts
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=["default", "shapes"])
+@pytest.mark.parametrize("name", TRACED)
+def test_train_step_of_config_traces(name, preset):
+    config = configs.load_config(name, preset)
+    num_classes = 5
+    model = create_model(config.model, num_classes=num_classes, bn_axis_name=AXIS,
+                         lowering="cpu", **config.model_kwargs)
+    mesh = make_mesh(jax.devices()[:1])
+    size = config.image_size
+    split = NamedSharding(mesh, P(AXIS))
+    channels = model.in_channels
+    batch = {"image": jax.ShapeDtypeStruct((2, size, size, channels), jnp.float32,
+                                           sharding=split),
+             "label": jax.ShapeDtypeStruct((2,), jnp.int32, sharding=split)}
+
+    def one_step(variables, batch):
+        state = create_train_state(config, model, variables, 10, jax.random.PRNGKey(0))
+        mask = trainable_mask(config.model, variables["params"], config.trainable)
+        step = make_train_step_for_config(config, model, mesh, num_classes=num_classes,
+                                          mask=mask)
+        return step(state, batch)
+
+    # Traced, not compiled: shapes and the aux-loss weights against the model's outputs.
+    state, metrics = jax.eval_shape(one_step, variable_shapes(model, size), batch)
+    assert metrics["loss"].shape == () and state.step.shape == ()
+
+
+def _run_train_py(*args):
+    return subprocess.run([sys.executable, "train.py", *args], capture_output=True, text=True,
+                          cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=120)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("--config.learning_rat=1", r"the config has no field 'learning_rat' \(from "
+                                r"--config.learning_rat\)\. Did you mean --config.learning_rate"),
+    ("--config.model_kwargs.dropoutt=0.5", r"config.model_kwargs has no field 'dropoutt'"),
+])
+def test_unknown_config_field_names_the_closest(override, message):
+    out = _run_train_py("--config=resnet18_cifar:shapes", override)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert __import__("re").search(message, out.stderr), out.stderr[-2000:]

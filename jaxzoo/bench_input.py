@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from jaxzoo import imagenet
+
 
 @dataclasses.dataclass
 class InputRow:
@@ -72,7 +74,7 @@ def _torch_loaders(root: str, size: int, batch: int, threads: int):
     import torch
     from torchvision import datasets, transforms
 
-    normalize = transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    normalize = transforms.Normalize(imagenet.MEAN, imagenet.STD)
     train = transforms.Compose([transforms.RandomResizedCrop(size),
                                 transforms.RandomHorizontalFlip(), transforms.ToTensor(), normalize])
     evaluate = transforms.Compose([transforms.Resize(int(size / 0.875)),

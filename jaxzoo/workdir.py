@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 
 import numpy as np
@@ -72,19 +71,12 @@ def _progress(manager, step: int) -> dict:
         progress=ocp.args.JsonRestore()))["progress"])
 
 
-def best_step(manager) -> tuple[int, dict] | None:
-    """The step with the highest validation accuracy (the latest among equals) and its progress
-    record, read from each checkpoint's JSON record. Checkpoints saved within an epoch have no
-    accuracy; when no checkpoint has one, the latest. None when there is no checkpoint."""
-    best, latest = None, None
-    for step in sorted(manager.all_steps()):
-        progress = _progress(manager, step)
-        latest = (step, progress)
-        accuracy = progress.get("val_accuracy")
-        if accuracy is not None and math.isfinite(accuracy) and (
-                best is None or accuracy >= best[1]["val_accuracy"]):
-            best = (step, progress)
-    return best or latest
+def best_step(manager) -> int | None:
+    """The checkpoint training keeps as its best: orbax's ``best_step`` by validation accuracy
+    (``jaxzoo.train.checkpoint``: the latest among equals; checkpoints saved within an epoch are
+    not ranked), or the latest when none is ranked. None when there is no checkpoint."""
+    step = manager.best_step()
+    return step if step is not None else manager.latest_step()
 
 
 def load_run(workdir: str, step: int | None = None) -> TrainedRun:
@@ -106,15 +98,13 @@ def load_run(workdir: str, step: int | None = None) -> TrainedRun:
                                         read_only=True)
     try:
         if step is None:
-            found = best_step(manager)
-            if found is None:
+            step = best_step(manager)
+            if step is None:
                 raise FileNotFoundError(missing)
-            step, progress = found
         elif step not in manager.all_steps():
             raise ValueError(f"no checkpoint at step {step} in {workdir}; there are "
                              f"{sorted(manager.all_steps())}")
-        else:
-            progress = _progress(manager, step)
+        progress = _progress(manager, step)
         state_dir = manager.directory / str(step) / "state"
         saved = ocp.PyTreeCheckpointHandler().metadata(state_dir).tree
         wanted = {k: saved[k] for k in ("params", "batch_stats") if saved.get(k)}

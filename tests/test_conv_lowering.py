@@ -10,8 +10,6 @@ from flax import linen as nn
 
 import jaxzoo
 from jaxzoo.convert import from_torch, parity
-from jax import lax
-
 from jaxzoo.models import layers, lowering
 from tests.conftest import assert_parity, compiled_apply, photo_batch
 

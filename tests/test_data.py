@@ -12,11 +12,12 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from jaxzoo import imagenet
 from jaxzoo.data import get_datasets, pipeline, shapes, tfds_source
 
 SHAPES = "shapes/tiny"  # 240 train / 90 validation images of 32 px
-MEAN = np.array(pipeline.MEAN_RGB)
-STD = np.array(pipeline.STDDEV_RGB)
+MEAN = np.array(imagenet.MEAN)
+STD = np.array(imagenet.STD)
 
 
 @pytest.fixture(scope="session")

@@ -14,12 +14,11 @@ import math
 
 import numpy as np
 
+from jaxzoo import imagenet
 from jaxzoo.data._tf import tf
 from jaxzoo.data import folder, tfds_source
 from jaxzoo.data.source import Source
 
-MEAN_RGB = (0.485, 0.456, 0.406)
-STDDEV_RGB = (0.229, 0.224, 0.225)
 EVAL_CROP_FRACTION = 0.875
 CROP_SCALE = (0.08, 1.0)        # torchvision's RandomResizedCrop defaults
 CROP_RATIO = (3 / 4, 4 / 3)
@@ -29,7 +28,7 @@ SHAPES_CROP_SCALE = (0.35, 1.0)  # small synthetic images: a 8% crop would often
 def normalize(image: tf.Tensor) -> tf.Tensor:
     """uint8-range RGB to ImageNet-normalized float32, as torchvision's ToTensor + Normalize."""
     image = tf.cast(image, tf.float32) / 255.0
-    return (image - tf.constant(MEAN_RGB)) / tf.constant(STDDEV_RGB)
+    return (image - tf.constant(imagenet.MEAN)) / tf.constant(imagenet.STD)
 
 
 def random_resized_crop(image, size: int, seed, scale=CROP_SCALE, ratio=CROP_RATIO):

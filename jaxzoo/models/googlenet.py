@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from jaxzoo import imagenet
 from jaxzoo.models import layers
 from jaxzoo.models.registry import ModelSpec, register
 
@@ -38,8 +39,7 @@ def trunc_normal(std: float):
 def transform_input(x: jax.Array) -> jax.Array:
     """torchvision's ``_transform_input``: re-normalize ImageNet-normalized input (mean/std per
     channel) to the ``(x - 0.5) / 0.5`` convention the ported Google weights were trained with."""
-    mean = np.array([0.485, 0.456, 0.406])
-    std = np.array([0.229, 0.224, 0.225])
+    mean, std = np.array(imagenet.MEAN), np.array(imagenet.STD)
     scale = jnp.asarray(std / 0.5, x.dtype)
     shift = jnp.asarray((mean - 0.5) / 0.5, x.dtype)
     return x * scale + shift

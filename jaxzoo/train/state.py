@@ -32,13 +32,10 @@ def trainable_mask(model_name: str, params, trainable: str):
     if trainable != "head":
         raise ValueError(f'config.trainable must be "all" or "head", got {trainable!r}')
     spec = get_spec(model_name)
-
-    def is_head(path, _):
-        key = convert.torch_key("params", tuple(path), spec.dotted_indices)
-        return any(key.startswith(prefix + ".") for prefix in spec.head)
-
     flat = traverse_util.flatten_dict(params)
-    return traverse_util.unflatten_dict({k: is_head(k, v) for k, v in flat.items()})
+    return traverse_util.unflatten_dict({
+        path: spec.is_head(convert.torch_key("params", path, spec.dotted_indices))
+        for path in flat})
 
 
 def create_optimizer(config, steps_per_epoch: int, mask) -> optax.GradientTransformation:

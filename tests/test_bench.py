@@ -10,6 +10,7 @@ import pytest
 from jaxzoo import bench
 
 
+@pytest.mark.slow
 def test_train_runner_times_the_step_train_py_builds_from_the_model_config():
     runner = bench.JaxRunner("resnet18_cifar", "train", batch=2, size=8, dtype="float32",
                              lowering="xla")
@@ -42,6 +43,7 @@ def test_torch_runner_weighs_aux_losses_like_the_config():
     assert torch.allclose(runner._loss(tuple(logits)), expected)
 
 
+@pytest.mark.slow
 def test_infer_runner_times_the_predictors_forward():
     runner = bench.JaxRunner("inception10", "infer", batch=3, size=8, dtype="float32",
                              lowering="xla")
@@ -77,6 +79,7 @@ def test_csv_keeps_the_numbers_and_leaves_missing_ones_empty(tmp_path):
     assert rows[1]["torch_img_s"] == "" and rows[1]["ratio"] == ""
 
 
+@pytest.mark.slow
 def test_input_benchmark_reads_every_image_both_ways(tmp_path):
     from jaxzoo import bench_input
 

@@ -54,6 +54,7 @@ def test_config_loads_and_fits_its_model(name, preset):
     create_model(config.model, num_classes=5, **config.model_kwargs)  # options it accepts
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", PRESETS, ids=["default", "shapes"])
 @pytest.mark.parametrize("name", TRACED)
 def test_train_step_of_config_traces(name, preset):

@@ -26,6 +26,7 @@ RENDER_SIZE = 32
 TRAIN_PER_CLASS, VAL_PER_CLASS = 500, 15
 FRESH_SEED = 999  # the training images are drawn with seeds (0, split, label, i)
 RESNET_CLASSES = ["astronaut", "cat", "coffee", "rocket"]
+pytestmark = pytest.mark.slow  # a training run and subprocesses shared by the module
 
 
 @pytest.fixture(scope="module", autouse=True)

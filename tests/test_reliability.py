@@ -141,6 +141,7 @@ def reference(tmp_path_factory, cache):
     return workdir, run.batches()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", FAULT_SEEDS)
 def test_kill_9_sigterm_and_sigint_at_random_moments_then_resume_as_if_never_stopped(
         reference, cache, tmp_path, seed):
@@ -245,6 +246,7 @@ def two_processes(tmp_path_factory, cache):
     return workdir, first, second
 
 
+@pytest.mark.slow
 def test_two_processes_on_jax_distributed_stop_together_and_train_in_lock_step_like_one(
         reference, two_processes):
     ref_workdir, ref_batches = reference
@@ -281,6 +283,7 @@ def _copy_until(workdir, step, to):
     return to
 
 
+@pytest.mark.slow
 def test_checkpoint_of_2_devices_in_2_processes_resumes_on_1_device_and_on_4(
         reference, two_processes, cache, tmp_path):
     ref_workdir, _ = reference

@@ -85,6 +85,7 @@ def _run_train_py(*args, timeout=420):
                           capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_train_py_on_two_devices_leaves_the_workdir(tmp_path):
     workdir = tmp_path / "run"
     out = _run_train_py("--config=resnet18_cifar", f"--workdir={workdir}",

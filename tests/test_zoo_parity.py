@@ -12,7 +12,11 @@ from jaxzoo.convert import parity
 
 from conftest import assert_parity, compiled_apply, photo_batch
 
-WITH_TORCHVISION = [n for n in jaxzoo.list_models() if jaxzoo.get_spec(n).torchvision]
+# The first families, every size; the families added after them are checked, at the sizes their
+# compile time allows, in their own test files.
+FAMILIES = ("resnet", "googlenet", "inception", "mobilenet")
+WITH_TORCHVISION = [n for n in jaxzoo.list_models() if jaxzoo.get_spec(n).torchvision
+                    and jaxzoo.get_spec(n).builder.__module__.rpartition(".")[2] in FAMILIES]
 # Input side per model: small where the architecture allows.
 PARITY_SIZE = {"inception_v3": 96}
 
@@ -36,7 +40,13 @@ def test_parameter_count_equals_torchvision(name):
     assert _zoo_params(name) == expected
 
 
-@pytest.mark.parametrize("name", WITH_TORCHVISION)
+# The deepest and widest take the longest to compile.
+LARGEST = {"resnet101", "resnet152", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2",
+           "wide_resnet101_2"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in LARGEST else n
+                                  for n in WITH_TORCHVISION])
 def test_logits_and_features_match_torchvision(name):
     spec = jaxzoo.get_spec(name)
     torch_model = parity.torchvision_model(name)

@@ -61,7 +61,7 @@ def resize_center_crop(image, size: int):
 def _plain_tf(fn):
     """``fn`` for ``Dataset.map`` without AutoGraph. Our preprocessing is plain TF ops (no Python
     control flow on tensors), and AutoGraph re-parsed its source every time an epoch's pipeline
-    was built (0.36 s of a 0.7 s build; builds now take 0.07-0.1 s)."""
+    was built, most of the build's time (benchmarks/README.md)."""
     return tf.autograph.experimental.do_not_convert(fn)
 
 

@@ -55,6 +55,27 @@ def test_aux_losses_are_added_with_their_weights():
                                                  jax.random.PRNGKey(1))), shard_batch(mesh, batch))
 
 
+def test_uint8_batches_are_normalized_on_the_device_like_the_host_would():
+    from jaxzoo import imagenet
+
+    data = QuadrantData(global_batch_size=8)
+    model = TinyNet(bn_axis_name=AXIS)
+    mesh, batch, _, state = _setup(model, data)
+    pixels = np.random.default_rng(0).integers(0, 256, batch["image"].shape).astype(np.uint8)
+    step = make_train_step(model, mesh, num_classes=4)
+    eval_step = make_eval_step(model, mesh, num_classes=4)
+    results = []
+    for images in (pixels, imagenet.normalize(pixels)):  # uint8, and float32 from the host
+        sharded = shard_batch(mesh, {"image": images, "label": batch["label"],
+                                     "mask": np.ones(len(images), bool)})
+        sums = eval_step(state, sharded)
+        new_state, metrics = step(jax.tree.map(jnp.copy, state), sharded)
+        results.append(jax.device_get((sums, metrics, new_state.params)))
+    assert results[0][0]["count"] == 8
+    for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(results[1])):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_eval_counts_every_validation_example_once():
     data = QuadrantData(num_val=37, global_batch_size=8)  # 37 = 4 full batches + 5, padded
     model = TinyNet(bn_axis_name=AXIS)

@@ -13,6 +13,8 @@ import optax
 from jax import lax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from jaxzoo import imagenet
+
 AXIS = "data"
 
 
@@ -31,6 +33,12 @@ def shard_batch(mesh: jax.sharding.Mesh, batch: dict) -> dict:
 def replicate(mesh: jax.sharding.Mesh, tree):
     """A copy of ``tree`` on every device (a copy: the train step donates its state)."""
     return jax.device_put(jax.tree.map(np.array, tree), NamedSharding(mesh, P()))
+
+
+def model_input(images: jax.Array) -> jax.Array:
+    """What the model takes: uint8 batches (a quarter of float32's host-to-device bytes) are
+    normalized here, on the device; float batches arrive normalized."""
+    return imagenet.normalize(images) if images.dtype == jnp.uint8 else images
 
 
 def cross_entropy(logits, labels, num_classes: int, label_smoothing: float = 0.0):
@@ -90,7 +98,7 @@ def make_train_step(model, mesh, *, num_classes: int, aux_loss_weights=(), label
         # device count, nor gradient clipping).
         params = state.params if one_device else lax.pcast(state.params, AXIS, to="varying")
         grads, (metrics, batch_stats) = jax.grad(loss_fn, has_aux=True)(
-            params, state, batch["image"], batch["label"], dropout_rng)
+            params, state, model_input(batch["image"]), batch["label"], dropout_rng)
         if not one_device:
             grads = lax.pmean(grads, AXIS)
         metrics = lax.pmean(metrics, AXIS)
@@ -124,7 +132,7 @@ def make_eval_step(model, mesh, *, num_classes: int):
 
     def step(state, batch):
         logits = model.apply({"params": state.params, "batch_stats": state.batch_stats},
-                             batch["image"], train=False)
+                             model_input(batch["image"]), train=False)
         mask = batch["mask"].astype(jnp.float32)
         loss = cross_entropy(logits, batch["label"], num_classes)
         correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)

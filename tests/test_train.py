@@ -58,6 +58,41 @@ def test_training_learns_and_resumes_where_it_stopped(tmp_path, capsys):
         assert [json.loads(line)["epoch"] for line in f] == [1, 2, 3]
 
 
+def test_throughput_goes_to_metrics_the_epoch_line_tensorboard_and_a_profile(tmp_path, capsys):
+    from jaxzoo.data._tf import tf
+    from jaxzoo.train import report
+
+    records = _train(tmp_path, num_epochs=1, tensorboard=True, profile_steps=2)
+    out = capsys.readouterr().out
+    (record,) = records
+    with open(tmp_path / "metrics.jsonl") as f:
+        assert json.loads(f.readline()) == record
+    assert record["images_per_s"] > 0 and record["step_time_s"] > 0
+    # 7 steps timed after the first (which compiles), 16 images each.
+    assert record["images_per_s"] * record["step_time_s"] == pytest.approx(16)
+    assert record["flops_per_step"] > 1e6  # XLA's count for TinyNet's forward and backward
+    assert record["flops_per_s"] == pytest.approx(record["flops_per_step"]
+                                                  / record["step_time_s"])
+    assert record["mfu"] is None  # no known peak for CPUs
+    assert record["learning_rate"] == pytest.approx(3e-2 * 0.5 * (1 + math.cos(
+        math.pi * (7 - 2) / (8 - 2))), rel=1e-4)  # warmup 2 steps, cosine to step 8
+    assert f"{record['images_per_s']:.1f} images/s" in out
+    events = [f for f in os.listdir(tmp_path / "tensorboard") if "tfevents" in f]
+    scalars = {}
+    for event in tf.data.TFRecordDataset(str(tmp_path / "tensorboard" / events[0])):
+        event = tf.compat.v1.Event.FromString(event.numpy())
+        for value in event.summary.value:
+            scalars[value.tag] = (event.step, float(tf.make_ndarray(value.tensor)))
+    assert scalars["val_accuracy"] == (8, pytest.approx(record["val_accuracy"]))
+    assert scalars["images_per_s"][1] == pytest.approx(record["images_per_s"], rel=1e-6)
+    assert {"train_loss", "learning_rate", "step_time_s"} <= set(scalars)
+    traces = [f for _, _, files in os.walk(tmp_path / "profile") for f in files]
+    assert any(f.endswith(".xplane.pb") for f in traces), traces
+    assert report.peak_flops("NVIDIA H100 80GB HBM3") == 989e12
+    assert report.peak_flops("NVIDIA H100 PCIe") == 756e12
+    assert report.peak_flops("TPU v5 lite") == 197e12 and report.peak_flops("cpu") is None
+
+
 def test_nan_loss_stops_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     good = _train(tmp_path, num_epochs=1)
     steps_before = _checkpoint_steps(tmp_path)

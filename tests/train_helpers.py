@@ -91,8 +91,10 @@ def tiny_config(**fields):
     from configs.default import get_default_config
 
     config = get_default_config("resnet18_cifar", "cifar")
+    # No TensorBoard files: importing TensorFlow adds seconds to each of the many short training
+    # processes of the tests (tests/test_train.py checks them).
     config.update(dict(image_size=16, batch_size=16, num_epochs=2, learning_rate=3e-2,
-                       warmup_epochs=0.25, checkpoints_to_keep=1))
+                       warmup_epochs=0.25, checkpoints_to_keep=1, tensorboard=False))
     config.update(fields)
     return config
 

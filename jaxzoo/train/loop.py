@@ -19,7 +19,8 @@ from jaxzoo import runtime
 from jaxzoo.models import create_model
 from jaxzoo.train import checkpoint, report
 from jaxzoo.train.preemption import StopRequest
-from jaxzoo.train.state import create_train_state, initial_variables, trainable_mask
+from jaxzoo.train.state import (create_train_state, initial_variables, learning_rate_schedule,
+                                trainable_mask)
 from jaxzoo.train.step import (AXIS, make_eval_step, make_mesh, make_train_step_for_config,
                                replicate, shard_batch)
 
@@ -144,12 +145,41 @@ class EpochBar:
         if self.started is None:
             self.started = (time.perf_counter(), self.bar.n)
         elif self.bar.n > self.started[1]:
-            images = (self.bar.n - self.started[1]) * self.batch_size
-            rate = images / (time.perf_counter() - self.started[0])
-            self.bar.set_postfix(loss=f"{loss:.3f}", images_per_s=f"{rate:.1f}")
+            images, _, seconds = self.timed()
+            self.bar.set_postfix(loss=f"{loss:.3f}", images_per_s=f"{images / seconds:.1f}")
+
+    def timed(self) -> tuple[int, int, float] | None:
+        """(images, steps, seconds) since the epoch's first step; None before a second step."""
+        if self.started is None or self.bar.n == self.started[1]:
+            return None
+        steps = self.bar.n - self.started[1]
+        return steps * self.batch_size, steps, time.perf_counter() - self.started[0]
 
     def close(self) -> None:
         self.bar.close()
+
+
+class Profile:
+    """A ``jax.profiler`` trace of ``num_steps`` steps from global step ``first`` on (after the
+    compiling ones), written under WORKDIR/profile for TensorBoard's or Perfetto's viewer."""
+
+    def __init__(self, workdir: str, first: int, num_steps: int):
+        self.directory = os.path.join(workdir, "profile")
+        self.first, self.last, self.running = first, first + num_steps, False
+
+    def at(self, step: int, pending) -> None:
+        """Called before dispatching ``step``; ``pending`` holds the previous step's metrics."""
+        if self.first < self.last and step == self.first:
+            jax.profiler.start_trace(self.directory)
+            self.running = True
+        elif self.running and step == self.last:
+            jax.block_until_ready(pending)
+            self.stop()
+
+    def stop(self) -> None:
+        if self.running:
+            jax.profiler.stop_trace()
+            self.running = False
 
 
 def _batches(data, start_step: int, num_epochs: int):
@@ -257,7 +287,10 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
             f"again in the same workdir resumes from it", signal=stop.signal, step=step)
 
     every = config.checkpoint_every_steps
-    bar, pending = None, None
+    bar, pending, flops_per_step = None, None, None
+    schedule = learning_rate_schedule(config, steps_per_epoch)
+    tensorboard = report.TensorBoard(workdir) if is_main and config.tensorboard else None
+    profile = Profile(workdir, start_step + 2, config.profile_steps) if is_main else None
 
     def record(pending) -> bool:
         """Read a step's metrics into the epoch's sums and the bar; returns its stop flag.
@@ -275,7 +308,13 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
                 if bar is None:
                     bar = EpochBar(epoch, config.num_epochs, (step - 1) % steps_per_epoch,
                                    steps_per_epoch, config.batch_size, is_main)
-                state, metrics = train_step(state, shard_batch(mesh, batch))
+                sharded = shard_batch(mesh, batch)
+                if step == start_step + 1:  # the FLOPs of a global step, from XLA's count
+                    device_flops = report.step_flops(train_step, state, sharded)
+                    flops_per_step = device_flops * mesh.size if device_flops else None
+                if profile is not None:
+                    profile.at(step, pending)
+                state, metrics = train_step(state, sharded)
                 stopping = pending is not None and record(pending)
                 pending = (metrics, step, stop.poll())
 
@@ -291,6 +330,7 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
                 # The epoch's end. A stop request read now is acted on after its checkpoint.
                 record(pending)
                 pending = None
+                timed = bar.timed()
                 bar.close()
                 bar = None
                 val = evaluate(eval_step, state, mesh, data)
@@ -298,12 +338,18 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
                     raise TrainingDiverged(f"validation loss is {val['val_loss']} after epoch "
                                            f"{epoch} (step {step})")
                 best = max(best, val["val_accuracy"])
-                records.append({"epoch": epoch, "step": step, **epoch_metrics.record(),
-                                **val, "best_val_accuracy": best})
+                records.append({
+                    "epoch": epoch, "step": step, **epoch_metrics.record(), **val,
+                    "best_val_accuracy": best, "learning_rate": float(schedule(step - 1)),
+                    "flops_per_step": flops_per_step,
+                    **(report.throughput(*timed, flops_per_step, mesh.devices.flat)
+                       if timed else dict.fromkeys(report.TIMING_FIELDS))})
                 save(step, val["val_accuracy"])
                 if is_main:
                     report.write_metrics(workdir, records)
                     report.plot_curves(workdir, records)
+                if tensorboard is not None:
+                    tensorboard.write(step, records[-1])
                 log(report.epoch_line(records[-1], epoch_metrics.nonfinite_steps), flush=True)
                 epoch_metrics = EpochMetrics()
                 if step < total_steps and bool(stop.poll()):
@@ -319,6 +365,10 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
     finally:
         if bar is not None:
             bar.close()
+        if tensorboard is not None:
+            tensorboard.close()
+        if profile is not None:
+            profile.stop()
         manager.wait_until_finished()
         manager.close()
     return records

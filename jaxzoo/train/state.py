@@ -38,16 +38,24 @@ def trainable_mask(model_name: str, params, trainable: str):
         for path in flat})
 
 
+def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
+    """The learning rate at each step: linear warmup over ``warmup_epochs``, then cosine decay
+    to 0 at the end of training."""
+    total_steps = max(int(config.num_epochs * steps_per_epoch), 1)
+    warmup_steps = min(int(config.warmup_epochs * steps_per_epoch), total_steps - 1)
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0, peak_value=config.learning_rate, warmup_steps=warmup_steps,
+        decay_steps=total_steps, end_value=0.0)
+
+
 def create_optimizer(config, steps_per_epoch: int, mask) -> optax.GradientTransformation:
     """Adam (AdamW with ``weight_decay``), warmup + cosine, optional clipping; parameters outside
     ``mask`` are frozen and get no optimizer state (``optax.set_to_zero``)."""
-    total_steps = max(int(config.num_epochs * steps_per_epoch), 1)
-    warmup_steps = min(int(config.warmup_epochs * steps_per_epoch), total_steps - 1)
-    schedule = optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=config.learning_rate, warmup_steps=warmup_steps,
-        decay_steps=total_steps, end_value=0.0)
+    schedule = learning_rate_schedule(config, steps_per_epoch)
     if config.weight_decay:
-        decay_kernels = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)  # noqa: E731
+        # Conv and Linear kernels only: not biases, BatchNorm/LayerNorm scales, layer scales.
+        decay_kernels = lambda params: jax.tree_util.tree_map_with_path(  # noqa: E731
+            lambda path, _: path[-1].key == "kernel", params)
         tx = optax.adamw(schedule, weight_decay=config.weight_decay, mask=decay_kernels)
     else:
         tx = optax.adam(schedule)

@@ -31,7 +31,8 @@ def get_default_config(model: str, family: str = "imagenet") -> ml_collections.C
     config.label_smoothing = 0.0
     config.grad_clip_norm = 0.0   # 0 = no clipping
     config.aux_loss_weights = ()  # one weight per auxiliary output (GoogLeNet, Inception v3)
-    config.dtype = "float32"      # compute dtype: float32 or bfloat16 (parameters stay float32)
+    config.dtype = "float32"      # compute dtype: float32 or bfloat16; parameters, optimizer state,
+                                  # BatchNorm statistics and the loss stay float32 (models/layers.py)
     config.skip_nonfinite = False  # True: drop (and count) updates with a NaN/Inf loss or gradient
                                    # instead of stopping the run
 

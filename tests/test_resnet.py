@@ -59,6 +59,21 @@ def test_bfloat16_compute_keeps_float32_params_and_tracks_float32_logits():
     assert np.mean(bf16.argmax(-1) == np.asarray(fp32).argmax(-1)) >= 0.6
 
 
+def test_bfloat16_inference_agrees_with_torch_autocast_on_top1():
+    import torch
+
+    torch_model = parity.torchvision_model("resnet18")
+    parity.randomize_(torch_model, seed=5)
+    variables = convert.from_torch("resnet18", torch_model.state_dict())
+    images = photo_batch(64, num_random=0)  # the real photos
+    ours = compiled_apply(jaxzoo.create_model("resnet18", dtype=jnp.bfloat16))(variables, images)
+    x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        theirs = torch_model(x).float().numpy()
+    np.testing.assert_array_equal(np.asarray(ours, np.float32).argmax(-1), theirs.argmax(-1))
+    assert np.abs(np.asarray(ours, np.float32) - theirs).max() < 0.05 * np.abs(theirs).max()
+
+
 def test_resnet18_cifar_takes_32px_and_keeps_resolution_in_the_stem():
     model = jaxzoo.create_model("resnet18_cifar", num_classes=10)
     x = jnp.zeros((2, 32, 32, 3))

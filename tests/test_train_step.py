@@ -76,6 +76,24 @@ def test_uint8_batches_are_normalized_on_the_device_like_the_host_would():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_bfloat16_policy_keeps_params_optimizer_statistics_and_loss_float32():
+    data = QuadrantData(image_size=8, global_batch_size=4)
+    model = create_model("resnet18_cifar", num_classes=4, dtype="bfloat16", bn_axis_name=AXIS,
+                         lowering="xla")
+    mesh, batch, variables, state = _setup(model, data, tiny_config(dtype="bfloat16"))
+    step = make_train_step(model, mesh, num_classes=4)
+    new_state, metrics = step(state, shard_batch(mesh, batch))
+    float32 = {jnp.dtype(jnp.float32)}
+    assert {x.dtype for x in jax.tree.leaves(new_state.params)} == float32
+    assert {x.dtype for x in jax.tree.leaves(new_state.batch_stats)} == float32
+    assert {x.dtype for x in jax.tree.leaves(new_state.opt_state) if jnp.ndim(x)} == float32
+    assert metrics["loss"].dtype == jnp.float32 and np.isfinite(float(metrics["loss"]))
+    # ... while the network computes in bfloat16.
+    logits, _ = model.clone(bn_axis_name=None).apply(variables, batch["image"], train=True,
+                                                     mutable=["batch_stats"])
+    assert logits.dtype == jnp.bfloat16
+
+
 def test_eval_counts_every_validation_example_once():
     data = QuadrantData(num_val=37, global_batch_size=8)  # 37 = 4 full batches + 5, padded
     model = TinyNet(bn_axis_name=AXIS)

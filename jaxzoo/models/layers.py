@@ -1,5 +1,12 @@
 """Layers shared by every model family, written to reproduce PyTorch's numerics exactly.
 
+Mixed precision, the one policy of every model and of the train step: a model's ``dtype``
+(``config.dtype``: float32 or bfloat16) is the dtype its convolutions, matmuls and activations
+compute in. Parameters are float32 (``param_dtype``), and so are the optimizer state built from
+them, BatchNorm's batch and running statistics (computed from a float32 copy of the input), and
+the softmax and loss (``train.step.cross_entropy`` casts the logits). float16, which would need
+loss scaling, is not offered.
+
 The rules (ARCHITECTURE.md, "Numerics"): explicit symmetric padding, PyTorch's ceil-mode and
 adaptive pooling windows, BatchNorm that normalizes with the biased batch variance but stores the
 unbiased one, torchvision's initializers.

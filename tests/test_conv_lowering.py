@@ -11,7 +11,7 @@ from flax import linen as nn
 import jaxzoo
 from jaxzoo.convert import from_torch, parity
 from jaxzoo.models import layers, lowering
-from tests.conftest import assert_parity, compiled_apply, photo_batch
+from conftest import assert_parity, compiled_apply, photo_batch
 
 # (name, input (n, h, w, c), kernel (kh, kw), out channels, groups, stride, padding, dilation)
 CASES = [

@@ -1,9 +1,16 @@
 """The model zoo. Importing a family module registers its models."""
+from jaxzoo.models import alexnet  # noqa: F401  (registers AlexNet)
+from jaxzoo.models import densenet  # noqa: F401  (registers DenseNet-121/161/169/201)
 from jaxzoo.models import googlenet  # noqa: F401  (registers GoogLeNet)
 from jaxzoo.models import inception  # noqa: F401  (registers Inception v3)
 from jaxzoo.models import inception10  # noqa: F401  (registers inception10)
+from jaxzoo.models import mnasnet  # noqa: F401  (registers MNASNet 0.5/0.75/1.0/1.3)
 from jaxzoo.models import mobilenet  # noqa: F401  (registers MobileNet V1/V2/V3)
+from jaxzoo.models import regnet  # noqa: F401  (registers RegNetX and RegNetY)
 from jaxzoo.models import resnet  # noqa: F401  (registers the ResNet family)
+from jaxzoo.models import shufflenet  # noqa: F401  (registers ShuffleNet V2 x0.5-x2.0)
+from jaxzoo.models import squeezenet  # noqa: F401  (registers SqueezeNet 1.0/1.1)
+from jaxzoo.models import vgg  # noqa: F401  (registers VGG 11/13/16/19, plain and _bn)
 from jaxzoo.models.registry import ModelSpec, create_model, get_spec, list_models
 
 __all__ = ["ModelSpec", "create_model", "get_spec", "list_models"]

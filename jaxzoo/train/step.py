@@ -69,7 +69,7 @@ def make_train_step(model, mesh, *, num_classes: int, aux_loss_weights=(), label
         else:
             outputs, updates = model.apply(variables, images, train=True, mutable=["batch_stats"],
                                            rngs={"dropout": dropout_rng})
-            batch_stats = updates["batch_stats"]
+            batch_stats = updates.get("batch_stats", state.batch_stats)  # {} without BatchNorm
         logits, *aux = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
         if len(aux) != len(aux_loss_weights):
             raise ValueError(

@@ -1,0 +1,17 @@
+"""inception_mnist: `python train.py --config=inception_mnist` (MNIST digits, 28x28, one channel;
+`--config=inception_mnist:shapes` for the offline dataset)."""
+from configs.default import get_config_for
+
+
+def get_config(preset=None):
+    # No crops or flips (a flipped digit is another digit, or none): the course's ToTensor +
+    # Normalize only.
+    config = get_config_for("inception_mnist", preset, family="cifar", dataset="mnist",
+                            image_size=28, augment=False)
+    if preset:
+        # The network's classifier reads 28x28 inputs only (88 x 4 x 4 features), and the
+        # built-in shapes are colour images (which flips and mild crops do not change).
+        config.image_size = 28
+        config.model_kwargs.in_channels = 3
+        config.augment = True
+    return config

@@ -153,24 +153,34 @@ class JaxRunner:
             self.jax.block_until_ready(self.compiled(self.state, self.x))
 
 
+def torch_device() -> str:
+    """Where torch runs beside jaxzoo: the GPU when JAX computes on one (and torch has CUDA)."""
+    import jax
+    import torch
+
+    return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+
+
 class TorchRunner:
     """torchvision's side: one Adam step with the same loss (auxiliary heads weighted as in the
-    model's config), or an eval-mode forward under ``inference_mode``."""
+    model's config), or an eval-mode forward under ``inference_mode``; bfloat16 is torch's
+    autocast (AMP), on the CPU or the GPU."""
 
     def __init__(self, name: str, mode: str, batch: int, size: int, dtype: str,
-                 memory_format: str = "channels_last", aux_loss_weights=(), seed: int = 0):
+                 memory_format: str = "channels_last", aux_loss_weights=(), seed: int = 0,
+                 device: str = "cpu"):
         import torch
 
         from jaxzoo.convert import parity
 
-        self.torch = torch
+        self.torch, self.device = torch, device
         self.mode, self.aux_loss_weights = mode, tuple(aux_loss_weights)
         self.model = parity.torchvision_model(name)
         fmt = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
-        self.model = self.model.to(memory_format=fmt)
+        self.model = self.model.to(device, memory_format=fmt)
         gen = torch.Generator().manual_seed(seed)
-        self.x = torch.randn(batch, 3, size, size, generator=gen).to(memory_format=fmt)
-        self.y = torch.randint(0, 1000, (batch,), generator=gen)
+        self.x = torch.randn(batch, 3, size, size, generator=gen).to(device, memory_format=fmt)
+        self.y = torch.randint(0, 1000, (batch,), generator=gen).to(device)
         self.autocast = dtype == "bfloat16"
         if mode == "train":
             self.model.train()
@@ -191,7 +201,7 @@ class TorchRunner:
 
     def step(self) -> None:
         torch = self.torch
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+        with torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.autocast):
             if self.mode == "train":
                 self.opt.zero_grad(set_to_none=True)
                 self._loss(self.model(self.x)).backward()
@@ -199,6 +209,8 @@ class TorchRunner:
             else:
                 with torch.inference_mode():
                     self.model(self.x)
+        if self.device == "cuda":
+            torch.cuda.synchronize()
 
 
 def _images_per_s(runner, steps: int, batch: int) -> float:
@@ -217,7 +229,7 @@ def bench_one(name: str, mode: str, *, batch: int, size: int, dtype: str, thread
     theirs = None
     if compare == "torch" and get_spec(name).torchvision:
         theirs = TorchRunner(name, mode, batch, size, dtype, torch_format,
-                             aux_loss_weights=ours.aux_loss_weights)
+                             aux_loss_weights=ours.aux_loss_weights, device=torch_device())
     ours_ips, theirs_ips = [], []
     for _ in range(repeats):  # interleaved: each repeat times both
         ours_ips.append(_images_per_s(ours, steps, batch))

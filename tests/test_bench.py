@@ -94,3 +94,31 @@ def test_input_benchmark_reads_every_image_both_ways(tmp_path):
         assert row.ratio == pytest.approx(row.jaxzoo_img_s / row.torch_img_s)
     table = bench_input.markdown(rows).splitlines()
     assert len(table) == 4 and table[2].startswith("| train | 12 | 32 | 4 | 1 |")
+
+
+@pytest.mark.slow
+def test_accelerator_check_script_runs_end_to_end_on_the_cpu_install(tmp_path):
+    """benchmarks/accelerator_check.sh with the CPU install and small sizes (one model): every
+    step runs and leaves its file, so the script works the first time an accelerator is at
+    hand."""
+    import os
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    venv = os.sys.prefix  # this test's virtual environment
+    env = dict(os.environ, OUT=str(tmp_path), JAXZOO_EXTRA="none", JAXZOO_CHECK_QUICK="1",
+               JAXZOO_SKIP_INSTALL="1", JAXZOO_VENV=venv, JAXZOO_CHECK_MODELS="resnet18",
+               JAX_PLATFORMS="cpu", JAXZOO_COMPILATION_CACHE="off")
+    out = subprocess.run(["bash", os.path.join(root, "benchmarks", "accelerator_check.sh")],
+                         env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    summary = (tmp_path / "summary.txt").read_text()
+    assert "devices: [CpuDevice(id=0)]" in summary
+    assert "parity: 1 of 1 PASS" in summary
+    assert "[epoch 1] train_loss:" in summary
+    table = (tmp_path / "bench.md").read_text().splitlines()
+    assert [line.split("|")[1:3] for line in table[2:]] == [[" resnet18 ", " train "],
+                                                            [" resnet18 ", " infer "]]
+    assert all(" bfloat16 " in line for line in table[2:])
+    record = __import__("json").loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["epoch"] == 1 and record["images_per_s"] > 0

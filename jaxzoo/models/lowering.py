@@ -283,7 +283,48 @@ def _native_forward(gradient_formulation):
 
 
 _native_forward_shifted_backward = _native_forward(_shifted_conv)  # grouped
-_native_forward_im2col_backward = _native_forward(_im2col_conv)  # dense on maps over 8x8
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6, 7, 8))
+def _native_forward_im2col_backward(lhs, rhs, *args):
+    """A dense conv on a map over 8x8: XLA's native forward and input gradient (a transposed
+    conv, which XLA:CPU runs well), and the kernel gradient as one matmul per kernel tap,
+    contracting each tap's shifted view of the input with the output gradient over N*H*W. The
+    views are made one tap at a time: the kh*kw-times-larger im2col patches never exist."""
+    return _native(lhs, rhs, *args)
+
+
+def _native_forward_im2col_backward_fwd(lhs, rhs, *args):
+    return _native_forward_im2col_backward(lhs, rhs, *args), (lhs, rhs)
+
+
+def _native_forward_im2col_backward_bwd(strides, padding, lhs_dilation, rhs_dilation, groups,
+                                        precision, preferred_element_type, residuals, g):
+    lhs, rhs = residuals
+    args = (strides, padding, lhs_dilation, rhs_dilation, groups, precision,
+            preferred_element_type)
+    _, input_vjp = jax.vjp(lambda x: _native(x, rhs, *args), lhs)
+    (input_grad,) = input_vjp(g)
+    kh, kw = rhs.shape[:2]
+    x, oh, ow = _padded_input(lhs, (kh, kw), strides, padding, lhs_dilation, rhs_dilation)
+    (sh, sw), (dh, dw) = strides, rhs_dilation
+    window = (x.shape[0], (oh - 1) * sh + 1, (ow - 1) * sw + 1, x.shape[3])
+    contract_nhw = (((0, 1, 2), (0, 1, 2)), ((), ()))
+
+    def tap_gradient(tap):
+        # A loop, not kh*kw unrolled slices: XLA would make every tap's view at once.
+        i, j = tap // kw, tap % kw
+        view = lax.dynamic_slice(x, (0, i * dh, j * dw, 0), window)[:, ::sh, ::sw]
+        return lax.dot_general(view, g, contract_nhw, precision=precision,
+                               preferred_element_type=jnp.float32)
+
+    taps = lax.map(tap_gradient, jnp.arange(kh * kw))
+    kernel_grad = taps.reshape(rhs.shape).astype(rhs.dtype)
+    return input_grad, kernel_grad
+
+
+_native_forward_im2col_backward.defvjp(_native_forward_im2col_backward_fwd,
+                                       _native_forward_im2col_backward_bwd)
 
 
 # ---------------------------------------------------------------------------------------------

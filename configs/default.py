@@ -45,6 +45,8 @@ def get_default_config(model: str, family: str = "imagenet") -> ml_collections.C
     config.checkpoint_every_steps = 0  # also save every N steps within epochs (0: at epoch ends;
                                        # SIGTERM/SIGINT always save the current step)
     config.compilation_cache_dir = ""  # "" = $JAXZOO_COMPILATION_CACHE or ~/.cache/jaxzoo/xla; "off"
+    config.remat = "none"         # "blocks": recompute each block's activations in the backward
+                                  # (keeping conv outputs), "blocks_full": keep only block inputs
     config.tensorboard = True     # scalars for `tensorboard --logdir WORKDIR` (WORKDIR/tensorboard)
     config.profile_steps = 0      # N > 0: a jax.profiler trace of N steps in WORKDIR/profile
     config.lowering = "auto"      # convs and pools: "xla", "cpu" (XLA:CPU's faster formulations),

@@ -124,7 +124,7 @@ def cmd_bench(args) -> int:
                      threads=args.threads, repeats=args.repeats, steps=args.steps,
                      compare=None if args.compare == "none" else args.compare,
                      torch_format=args.torch_format, out=args.out, cache_dir=args.cache_dir,
-                     lowering=args.lowering)
+                     lowering=args.lowering, memory=args.memory, remat=args.remat)
     print(bench.markdown(rows), end="")
     return 0
 
@@ -216,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
                    default="channels_last")
     p.add_argument("--out", default=None, help="markdown table path (CSV beside it)")
     p.add_argument("--cache-dir", default=None, help="JAX persistent compilation cache")
+    p.add_argument("--remat", choices=["none", "blocks", "blocks_full"], default="none",
+                   help="jaxzoo's train step with its blocks rematerialized (config.remat)")
+    p.add_argument("--memory", action="store_true",
+                   help="also measure each framework's peak memory in a process of its own")
     p.add_argument("--lowering", choices=["auto", "xla", "cpu"], default="auto",
                    help="convs and pools: XLA's own ops, or XLA:CPU's faster formulations "
                         "(auto: cpu on CPUs)")

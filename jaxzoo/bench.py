@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import os
 import resource
 import statistics
@@ -27,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 COLUMNS = ["model", "mode", "batch", "size", "dtype", "threads", "jaxzoo_img_s", "torch_img_s",
-           "ratio", "compile_s", "jaxzoo_mem_mib", "peak_rss_mib"]
+           "ratio", "compile_s", "jaxzoo_mem_mib", "jaxzoo_peak_mib", "torch_peak_mib"]
 
 
 @dataclasses.dataclass
@@ -43,7 +44,8 @@ class Row:
     ratio: float | None
     compile_s: float
     jaxzoo_mem_mib: float | None
-    peak_rss_mib: float
+    jaxzoo_peak_mib: float | None = None
+    torch_peak_mib: float | None = None
 
     def cells(self) -> list[str]:
         def fmt(v, digits):
@@ -52,7 +54,7 @@ class Row:
         return [self.model, self.mode, str(self.batch), str(self.size), self.dtype,
                 str(self.threads), fmt(self.jaxzoo_img_s, 2), fmt(self.torch_img_s, 2),
                 fmt(self.ratio, 3), fmt(self.compile_s, 1), fmt(self.jaxzoo_mem_mib, 0),
-                fmt(self.peak_rss_mib, 0)]
+                fmt(self.jaxzoo_peak_mib, 0), fmt(self.torch_peak_mib, 0)]
 
 
 def limit_threads(threads: int) -> None:
@@ -86,29 +88,31 @@ class JaxRunner:
     one-device mesh, the state donated) or the predictor's forward (``Predictor.forward``)."""
 
     def __init__(self, name: str, mode: str, batch: int, size: int, dtype: str,
-                 lowering: str = "auto", seed: int = 0):
+                 lowering: str = "auto", seed: int = 0, remat: str = "none"):
         import jax
 
         from jaxzoo import runtime
         from jaxzoo.models import create_model
         from jaxzoo.models.registry import init_variables
         from jaxzoo.train import create_train_state, make_mesh, make_train_step_for_config
+        from jaxzoo.train.loop import remat_kwargs
         from jaxzoo.train.state import trainable_mask
         from jaxzoo.train.step import AXIS, replicate, shard_batch
 
         self.jax, self.mode = jax, mode
         config = train_config(name, batch, dtype)
+        config.remat = remat
         self.aux_loss_weights = tuple(config.aux_loss_weights)
         mesh = make_mesh(jax.devices()[:1])
         lowering = runtime.lowering_for(mesh.devices.flat, lowering)
         rng = np.random.default_rng(seed)
         images = rng.standard_normal((batch, size, size, 3)).astype(np.float32)
         labels = rng.integers(0, 1000, batch).astype(np.int32)
-        start_rss = _peak_rss_mib()
 
         if mode == "train":
             model = create_model(name, num_classes=1000, dtype=dtype, bn_axis_name=AXIS,
-                                 lowering=lowering, **config.model_kwargs)
+                                 lowering=lowering, **remat_kwargs(config),
+                                 **config.model_kwargs)
             variables = init_variables(model, size, jax.random.PRNGKey(seed))
             state = create_train_state(config, model, variables, 1000, jax.random.PRNGKey(seed))
             self.state = replicate(mesh, state)
@@ -134,7 +138,6 @@ class JaxRunner:
         self.compile_s = time.perf_counter() - t0
         self.step()  # first run: allocations, thread pool start-up
         self.mem_mib = self._memory_mib()
-        self.rss_delta_mib = _peak_rss_mib() - start_rss
 
     def _memory_mib(self) -> float | None:
         try:
@@ -220,12 +223,52 @@ def _images_per_s(runner, steps: int, batch: int) -> float:
     return steps * batch / (time.perf_counter() - t0)
 
 
+def peak_rss_apart(framework: str, name: str, mode: str, *, batch: int, size: int, dtype: str,
+                   threads: int, lowering: str = "auto", torch_format: str = "channels_last",
+                   steps: int = 3, remat: str = "none") -> float:
+    """The peak resident memory (MiB) of a process of its own that builds ``framework``'s
+    ("jaxzoo" or "torch") runner and runs ``steps`` of it, with the allocator settings of
+    ``python -m jaxzoo``: each framework's memory for its own step, not one figure for the
+    process that held both."""
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "jaxzoo.bench", framework, name, mode, str(batch), str(size),
+            dtype, str(threads), lowering, torch_format, str(steps), remat]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=1800)
+    if out.returncode:
+        raise RuntimeError(f"measuring {framework}'s peak memory for {name} failed:\n"
+                           f"{out.stderr[-2000:]}")
+    return float(out.stdout.split()[-1])
+
+
+def _peak_rss_child(framework, name, mode, batch, size, dtype, threads, lowering,
+                    torch_format, steps, remat) -> None:
+    from jaxzoo.host_memory import keep_freed_memory
+
+    keep_freed_memory()
+    limit_threads(int(threads))
+    batch, size, steps = int(batch), int(size), int(steps)
+    if framework == "jaxzoo":
+        runner = JaxRunner(name, mode, batch, size, dtype, lowering, remat=remat)
+    else:
+        import torch
+
+        torch.set_num_threads(int(threads))
+        weights = tuple(train_config(name, batch, dtype).aux_loss_weights)
+        runner = TorchRunner(name, mode, batch, size, dtype, torch_format,
+                             aux_loss_weights=weights, device=torch_device())
+    for _ in range(steps):
+        runner.step()
+    print(_peak_rss_mib())
+
+
 def bench_one(name: str, mode: str, *, batch: int, size: int, dtype: str, threads: int,
               repeats: int, steps: int, compare: str | None, torch_format: str,
-              lowering: str = "auto") -> Row:
+              lowering: str = "auto", memory: bool = False, remat: str = "none") -> Row:
     from jaxzoo.models.registry import get_spec
 
-    ours = JaxRunner(name, mode, batch, size, dtype, lowering)
+    ours = JaxRunner(name, mode, batch, size, dtype, lowering, remat=remat)
     theirs = None
     if compare == "torch" and get_spec(name).torchvision:
         theirs = TorchRunner(name, mode, batch, size, dtype, torch_format,
@@ -237,13 +280,21 @@ def bench_one(name: str, mode: str, *, batch: int, size: int, dtype: str, thread
             theirs_ips.append(_images_per_s(theirs, steps, batch))
     jz = statistics.median(ours_ips)
     tv = statistics.median(theirs_ips) if theirs_ips else None
-    return Row(name, mode, batch, size, dtype, threads, jz, tv, jz / tv if tv else None,
-               ours.compile_s, ours.mem_mib, _peak_rss_mib())
+    row = Row(name, mode, batch, size, dtype, threads, jz, tv, jz / tv if tv else None,
+              ours.compile_s, ours.mem_mib)
+    if memory:
+        del ours, theirs
+        apart = functools.partial(peak_rss_apart, name=name, mode=mode, batch=batch, size=size,
+                                  dtype=dtype, threads=threads, lowering=lowering,
+                                  torch_format=torch_format, remat=remat)
+        row.jaxzoo_peak_mib = apart("jaxzoo")
+        row.torch_peak_mib = apart("torch") if tv is not None else None
+    return row
 
 
 def markdown(rows: Sequence[Row]) -> str:
     header = ["model", "mode", "batch", "size", "dtype", "threads", "jaxzoo img/s", "torch img/s",
-              "ratio", "compile s", "jaxzoo MiB", "peak RSS MiB"]
+              "ratio", "compile s", "jaxzoo XLA MiB", "jaxzoo peak MiB", "torch peak MiB"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r.cells()) + " |" for r in rows]
     return "\n".join(lines) + "\n"
@@ -260,7 +311,7 @@ def write_csv(path: str, rows: Sequence[Row]) -> None:
 def run(models: Sequence[str], modes: Sequence[str], *, batch: int, size: int, dtype: str,
         threads: int, repeats: int, steps: int, compare: str | None, torch_format: str,
         out: str | None, cache_dir: str | None = None, lowering: str = "auto",
-        log: Any = print) -> list[Row]:
+        memory: bool = False, remat: str = "none", log: Any = print) -> list[Row]:
     limit_threads(threads)
     import jax
     import torch
@@ -275,7 +326,8 @@ def run(models: Sequence[str], modes: Sequence[str], *, batch: int, size: int, d
         for mode in modes:
             row = bench_one(name, mode, batch=batch, size=size, dtype=dtype, threads=threads,
                             repeats=repeats, steps=steps, compare=compare,
-                            torch_format=torch_format, lowering=lowering)
+                            torch_format=torch_format, lowering=lowering, memory=memory,
+                            remat=remat)
             log(" ".join(f"{h}={c}" for h, c in zip(COLUMNS, row.cells())))
             rows.append(row)
     table = markdown(rows)
@@ -285,3 +337,9 @@ def run(models: Sequence[str], modes: Sequence[str], *, batch: int, size: int, d
             f.write(table)
         write_csv(os.path.splitext(out)[0] + ".csv", rows)
     return rows
+
+
+if __name__ == "__main__":  # peak_rss_apart's child process
+    import sys
+
+    _peak_rss_child(*sys.argv[1:])

@@ -1,17 +1,21 @@
-"""Keep the host's freed memory for reuse instead of handing it back to the kernel (glibc only).
+"""How glibc's malloc hands XLA:CPU's per-step buffers back and forth (glibc only).
 
-XLA:CPU allocates a train step's buffers with malloc and frees them when the step ends. glibc
-serves every block over 32 MiB, and any large block asked for by one of XLA's worker threads (they
-get their own arenas, which cannot grow that far), with a fresh ``mmap``, and ``munmap``s it on
-free. Every page of such a block then faults when it is first written and the kernel zeroes it:
-for a ResNet-50 train step at 128 px, batch 16, that was 600 MB of page faults per step, and
-writing into fresh pages ran at 5-7 GB/s where reused memory takes 20-60 GB/s. With one arena,
-no ``mmap`` for blocks and no trimming, the step reuses the same memory: 0 page faults per step
-and 1420 -> 1260 ms (resident memory 1.8 -> 2.2 GB, which then stays at its peak).
+XLA:CPU allocates a train step's buffers with malloc and frees them when the step ends. By
+default glibc serves blocks over its mmap threshold (dynamic, at most 32 MiB) with a fresh
+``mmap`` and ``munmap``s them on free: every page of such a block faults when it is first written
+and the kernel zeroes it, each step again. Keeping freed memory for reuse avoids that, at a cost
+in resident memory that depends on how. The settings (``JAXZOO_MALLOC``; measurements and the
+choice of the default: benchmarks/README.md, "Host memory"):
+
+- ``system``: glibc's defaults.
+- ``bounded`` (default): blocks up to ``MMAP_THRESHOLD`` come from the heap and stay there for
+  reuse (trimmed only past ``TRIM_THRESHOLD`` of free memory at the top), larger ones are
+  mapped; at most ``ARENAS`` arenas, so that XLA's and tf.data's threads share them rather than
+  each growing its own.
+- ``reuse``: one arena, never ``mmap``, never trim: the fewest page faults and the most memory.
 
 This must run before JAX starts its backend (its threads pick their arenas when they first
-allocate); ``train.py`` and ``python -m jaxzoo`` call it first. Set ``JAXZOO_MALLOC=system`` to
-leave glibc's defaults alone.
+allocate); ``train.py`` and ``python -m jaxzoo`` call it first.
 """
 from __future__ import annotations
 
@@ -22,24 +26,44 @@ import sys
 
 # mallopt() parameters, from glibc's <malloc.h>.
 M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
 M_MMAP_MAX = -4
 M_ARENA_MAX = -8
 
+MMAP_THRESHOLD = 256 * 2**20
+TRIM_THRESHOLD = 512 * 2**20
+ARENAS = 2
 
-def keep_freed_memory() -> bool:
-    """Tell glibc's malloc to use one arena, never ``mmap`` blocks and never trim the heap.
+SETTINGS = {
+    "system": (),
+    "bounded": ((M_ARENA_MAX, ARENAS), (M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+                (M_TRIM_THRESHOLD, TRIM_THRESHOLD)),
+    # A trim threshold of -1 turns trimming off (man 3 mallopt).
+    "reuse": ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, -1)),
+}
+DEFAULT = "bounded"
 
-    Returns True when the settings were applied; False on a non-glibc platform (macOS, musl,
-    Windows) or with ``JAXZOO_MALLOC=system``.
-    """
-    if os.environ.get("JAXZOO_MALLOC", "reuse") == "system" or not sys.platform.startswith("linux"):
-        return False
+
+def _mallopt():
+    if not sys.platform.startswith("linux"):
+        return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc
-        return False
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc (musl)
+        return None
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    # mallopt returns 1 on success. A trim threshold of -1 turns trimming off (man 3 mallopt).
-    return all(mallopt(param, value) == 1
-               for param, value in ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, -1)))
+    return mallopt
+
+
+def keep_freed_memory(setting: str | None = None) -> bool:
+    """Apply ``setting`` (default ``$JAXZOO_MALLOC``, else ``DEFAULT``). Returns True when
+    settings were applied; False for ``system`` or on a platform without glibc (macOS, musl,
+    Windows)."""
+    setting = setting or os.environ.get("JAXZOO_MALLOC") or DEFAULT
+    if setting not in SETTINGS:
+        raise ValueError(f"JAXZOO_MALLOC must be one of {', '.join(SETTINGS)}, got {setting!r}")
+    mallopt = _mallopt()
+    if mallopt is None or not SETTINGS[setting]:
+        return False
+    # mallopt returns 1 on success.
+    return all(mallopt(param, value) == 1 for param, value in SETTINGS[setting])

@@ -54,9 +54,9 @@ def test_infer_runner_times_the_predictors_forward():
 
 def _rows():
     return [bench.Row("resnet18", "train", 16, 128, "float32", 2, 30.0, 40.0, 0.75, 12.5, 900.0,
-                      2100.0),
+                      2100.0, 1600.0),
             bench.Row("resnet18_cifar", "infer", 16, 32, "float32", 2, 500.0, None, None, 3.0,
-                      None, 1500.0)]
+                      None)]
 
 
 def test_markdown_table_has_a_row_per_model_and_mode():
@@ -77,6 +77,7 @@ def test_csv_keeps_the_numbers_and_leaves_missing_ones_empty(tmp_path):
     assert list(rows[0].keys()) == bench.COLUMNS
     assert float(rows[0]["ratio"]) == pytest.approx(30.0 / 40.0)
     assert rows[1]["torch_img_s"] == "" and rows[1]["ratio"] == ""
+    assert float(rows[0]["torch_peak_mib"]) == 1600.0 and rows[1]["jaxzoo_peak_mib"] == ""
 
 
 @pytest.mark.slow
@@ -94,6 +95,17 @@ def test_input_benchmark_reads_every_image_both_ways(tmp_path):
         assert row.ratio == pytest.approx(row.jaxzoo_img_s / row.torch_img_s)
     table = bench_input.markdown(rows).splitlines()
     assert len(table) == 4 and table[2].startswith("| train | 12 | 32 | 4 | 1 |")
+
+
+@pytest.mark.slow
+def test_each_frameworks_peak_memory_is_measured_in_a_process_of_its_own():
+    kwargs = dict(batch=2, size=32, dtype="float32", threads=2, lowering="xla", steps=1)
+    ours = bench.peak_rss_apart("jaxzoo", "resnet18", "train", **kwargs)
+    theirs = bench.peak_rss_apart("torch", "resnet18", "train", **kwargs)
+    # Each a whole process's peak: a framework and a compiled or built resnet18 at least.
+    assert 200 < ours < 8000 and 200 < theirs < 8000
+    with pytest.raises(RuntimeError, match="peak memory for no_such_model failed"):
+        bench.peak_rss_apart("jaxzoo", "no_such_model", "train", **kwargs)
 
 
 @pytest.mark.slow

@@ -171,3 +171,39 @@ def test_two_devices_give_the_same_step_as_one():
     assert result["max_batch_stats_diff"] < 1e-5, result
     assert result["loss_diff"] < 1e-5, result
     assert result["max_grad"] > 1e-2 and result["max_grad_diff"] < 1e-6, result  # not 2x the mean
+
+
+@pytest.mark.parametrize("name,remat", [("resnet18_cifar", "blocks"),
+                                        ("googlenet", "blocks_full")])
+def test_remat_recomputes_blocks_with_the_same_gradients(name, remat):
+    from jaxzoo.models.registry import init_variables
+
+    kwargs = {"aux_logits": False, "dropout": 0.0} if name == "googlenet" else {}
+    plain = create_model(name, num_classes=5, **kwargs)
+    rematerialized = create_model(name, num_classes=5, remat=remat, **kwargs)
+    variables = init_variables(plain, 32, jax.random.PRNGKey(0))
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 32, 32, 3)), jnp.float32)
+
+    def grads(model):
+        def loss(params):
+            logits, _ = model.apply({**variables, "params": params}, x, train=True,
+                                    mutable=["batch_stats"])
+            return jnp.mean(jax.nn.log_softmax(logits)[:, 0])
+        return jax.jit(jax.grad(loss))(variables["params"])
+
+    jaxpr = str(jax.make_jaxpr(lambda v: rematerialized.apply(v, x, train=True,
+                                                             mutable=["batch_stats"]))(variables))
+    assert "checkpoint" in jaxpr or "remat" in jaxpr
+    expected, got = grads(plain), grads(rematerialized)
+    scale = max(float(np.abs(g).max()) for g in jax.tree.leaves(expected))
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_remat_of_a_model_without_it_is_a_clear_error():
+    from jaxzoo.train.loop import remat_kwargs
+
+    assert remat_kwargs(tiny_config(model="resnet50", remat="blocks")) == {"remat": "blocks"}
+    assert remat_kwargs(tiny_config(model="vgg11")) == {}
+    with pytest.raises(ValueError, match="vgg11 does not rematerialize its blocks"):
+        remat_kwargs(tiny_config(model="vgg11", remat="blocks"))

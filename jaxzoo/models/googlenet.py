@@ -145,6 +145,7 @@ class GoogLeNet(nn.Module):
     bn_axis_name: str | None = None
     lowering: str = "xla"
     in_channels: int = 3
+    remat: str = "none"
 
     def features(self, x: jax.Array, train: bool = False) -> jax.Array:
         """Pooled features before dropout and the classifier, shape (N, 1024)."""
@@ -162,7 +163,8 @@ class GoogLeNet(nn.Module):
         conv = basic_conv(self, init)
         max_pool = functools.partial(layers.max_pool, lowering=self.lowering)
         dense = functools.partial(layers.dense, dtype=self.dtype, kernel_init=init)
-        block = functools.partial(Inception, conv=conv, max_pool=max_pool)
+        block = functools.partial(layers.remat_block(Inception, self.remat), conv=conv,
+                                  max_pool=max_pool)
         aux = functools.partial(InceptionAux, self.num_classes, conv, dense, self.dropout_aux)
         # The auxiliary heads run in train mode only, but their parameters exist in eval mode too
         # (they are in torchvision's state dict), so they also run when initializing.

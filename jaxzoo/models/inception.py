@@ -176,6 +176,7 @@ class Inception3(nn.Module):
     bn_axis_name: str | None = None
     lowering: str = "xla"
     in_channels: int = 3
+    remat: str = "none"
 
     def features(self, x: jax.Array, train: bool = False) -> jax.Array:
         """Pooled features before dropout and the classifier, shape (N, 2048)."""
@@ -199,6 +200,9 @@ class Inception3(nn.Module):
         max_pool = functools.partial(layers.max_pool, lowering=self.lowering)
         dense = functools.partial(layers.dense, dtype=self.dtype, kernel_init=_INIT)
         blk = dict(conv=conv)
+        block_a, block_b, block_c, block_d, block_e = (
+            layers.remat_block(cls, self.remat)
+            for cls in (InceptionA, InceptionB, InceptionC, InceptionD, InceptionE))
 
         x = x.astype(self.dtype)
         if self.transform_input:
@@ -212,15 +216,15 @@ class Inception3(nn.Module):
         maps = [x]
         x = max_pool(x, 3, 2)
 
-        x = InceptionA(32, **blk, name="Mixed_5b")(x, train)
-        x = InceptionA(64, **blk, name="Mixed_5c")(x, train)
-        x = InceptionA(64, **blk, name="Mixed_5d")(x, train)
+        x = block_a(32, **blk, name="Mixed_5b")(x, train)
+        x = block_a(64, **blk, name="Mixed_5c")(x, train)
+        x = block_a(64, **blk, name="Mixed_5d")(x, train)
         maps.append(x)
-        x = InceptionB(**blk, max_pool=max_pool, name="Mixed_6a")(x, train)
-        x = InceptionC(128, **blk, name="Mixed_6b")(x, train)
-        x = InceptionC(160, **blk, name="Mixed_6c")(x, train)
-        x = InceptionC(160, **blk, name="Mixed_6d")(x, train)
-        x = InceptionC(192, **blk, name="Mixed_6e")(x, train)
+        x = block_b(**blk, max_pool=max_pool, name="Mixed_6a")(x, train)
+        x = block_c(128, **blk, name="Mixed_6b")(x, train)
+        x = block_c(160, **blk, name="Mixed_6c")(x, train)
+        x = block_c(160, **blk, name="Mixed_6d")(x, train)
+        x = block_c(192, **blk, name="Mixed_6e")(x, train)
         maps.append(x)
 
         aux = None
@@ -233,9 +237,9 @@ class Inception3(nn.Module):
             stand_in = jnp.zeros((1, 17, 17, x.shape[-1]), x.dtype)
             InceptionAux(self.num_classes, dense=dense, **blk, name="AuxLogits")(stand_in, train)
 
-        x = InceptionD(**blk, max_pool=max_pool, name="Mixed_7a")(x, train)
-        x = InceptionE(**blk, name="Mixed_7b")(x, train)
-        x = InceptionE(**blk, name="Mixed_7c")(x, train)
+        x = block_d(**blk, max_pool=max_pool, name="Mixed_7a")(x, train)
+        x = block_e(**blk, name="Mixed_7b")(x, train)
+        x = block_e(**blk, name="Mixed_7c")(x, train)
         if output == "feature_maps":
             return [*maps, x]
 

@@ -196,6 +196,24 @@ def global_avg_pool(x: jax.Array) -> jax.Array:
     return x.mean(axis=(1, 2))
 
 
+# Rematerialization of a model's blocks (``remat`` field, ``config.remat``): their activations are
+# recomputed in the backward pass instead of kept. "blocks" keeps the outputs of the convs and
+# matmuls (recomputing BatchNorm, activations and pools: cheap); "blocks_full" keeps nothing of a
+# block but its input.
+REMAT_POLICIES = {"none": None, "blocks": jax.checkpoint_policies.dots_saveable,
+                  "blocks_full": jax.checkpoint_policies.nothing_saveable}
+
+
+def remat_block(block_class, remat: str):
+    """``block_class``, or ``nn.remat`` of it with the policy named ``remat``. The block's
+    ``__call__(x, train)`` takes ``train`` as its second argument (static: it selects code)."""
+    if remat not in REMAT_POLICIES:
+        raise ValueError(f"remat must be one of {', '.join(REMAT_POLICIES)}, got {remat!r}")
+    if remat == "none":
+        return block_class
+    return nn.remat(block_class, policy=REMAT_POLICIES[remat], static_argnums=(2,))
+
+
 def make_divisible(v: float, divisor: int, min_value: int | None = None) -> int:
     """torchvision's ``_make_divisible``: round to the nearest multiple of ``divisor``, never
     going below ``min_value`` (default ``divisor``) nor more than 10% below ``v``."""

@@ -119,6 +119,7 @@ class MobileNetV1(nn.Module):
     bn_axis_name: str | None = None
     lowering: str = "xla"
     in_channels: int = 3
+    remat: str = "none"
     min_size: int = 32
 
     def features(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -143,7 +144,8 @@ class MobileNetV1(nn.Module):
         x = conv_norm_act(x, train, depth(32), 3, 2, conv=conv, norm=norm, name="features_0")
         maps = StrideMaps(2, x)
         for i, (stride, channels) in enumerate(_V1_BLOCKS):
-            x = DepthwiseSeparable(depth(channels), conv, norm, stride,
+            x = layers.remat_block(DepthwiseSeparable, self.remat)(depth(channels), conv, norm,
+                                                                   stride,
                                    name=f"features_{i + 1}")(x, train)
             maps.add(stride, x)
         if output == "feature_maps":
@@ -209,6 +211,7 @@ class MobileNetV2(nn.Module):
     bn_axis_name: str | None = None
     lowering: str = "xla"
     in_channels: int = 3
+    remat: str = "none"
     min_size: int = 32
 
     def features(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -238,8 +241,9 @@ class MobileNetV2(nn.Module):
         for t, c, n, s in setting:
             out_channels = make_divisible(c * self.width_mult)
             for i in range(n):
-                x = InvertedResidual(out_channels, s if i == 0 else 1, t, conv, norm,
-                                     name=f"features_{index}")(x, train)
+                x = layers.remat_block(InvertedResidual, self.remat)(
+                    out_channels, s if i == 0 else 1, t, conv, norm,
+                    name=f"features_{index}")(x, train)
                 maps.add(s if i == 0 else 1, x)
                 index += 1
         last_channel = make_divisible(1280 * max(1.0, self.width_mult))
@@ -383,6 +387,7 @@ class MobileNetV3(nn.Module):
     bn_axis_name: str | None = None
     lowering: str = "xla"
     in_channels: int = 3
+    remat: str = "none"
     min_size: int = 32
 
     def features(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -409,8 +414,9 @@ class MobileNetV3(nn.Module):
         x = conv_bn_hswish(x, train, blocks[0][0], 3, 2, name="features_0")
         maps = StrideMaps(2, x)
         for i, (_, k, exp, cout, se, hs, stride, dilation) in enumerate(blocks):
-            x = InvertedResidualV3(k, exp, cout, se, hs, stride, conv, norm, dilation,
-                                   name=f"features_{i + 1}")(x, train)
+            x = layers.remat_block(InvertedResidualV3, self.remat)(
+                k, exp, cout, se, hs, stride, conv, norm, dilation,
+                name=f"features_{i + 1}")(x, train)
             maps.add(stride, x)  # the nominal stride: a dilated block counts as striding
         x = conv_bn_hswish(x, train, 6 * blocks[-1][3], 1, name=f"features_{len(blocks) + 1}")
         if output == "feature_maps":

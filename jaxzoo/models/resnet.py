@@ -102,6 +102,7 @@ class ResNet(nn.Module):
     bn_axis_name: str | None = None
     lowering: str = "xla"
     in_channels: int = 3
+    remat: str = "none"
     arch: str = "resnet"
     min_size: int = 32
 
@@ -127,12 +128,13 @@ class ResNet(nn.Module):
             x = nn.relu(norm(name="bn1")(x, train))
             x = layers.max_pool(x, 3, 2, padding=1, lowering=self.lowering)
 
+        block = layers.remat_block(self.block, self.remat)
         maps = []
         for stage, num_blocks in enumerate(self.stage_sizes):
             planes = 64 * 2**stage
             for i in range(num_blocks):
                 stride = 2 if stage > 0 and i == 0 else 1
-                x = self.block(planes, conv=conv, norm=norm, stride=stride, groups=self.groups,
+                x = block(planes, conv=conv, norm=norm, stride=stride, groups=self.groups,
                                base_width=self.width_per_group,
                                zero_init_residual=self.zero_init_residual,
                                name=f"layer{stage + 1}_{i}")(x, train)

@@ -54,6 +54,22 @@ def check_config(config, device_count: int, process_count: int) -> None:
         raise ValueError(f'config.dtype must be "float32" or "bfloat16", got {config.dtype!r}')
 
 
+def remat_kwargs(config) -> dict:
+    """``{"remat": config.remat}`` for models that rematerialize their blocks; an error for the
+    others when it is asked for."""
+    remat = config.get("remat", "none")
+    if remat == "none":
+        return {}
+    import dataclasses
+
+    model_class = type(create_model(config.model, **config.model_kwargs))
+    if "remat" not in {f.name for f in dataclasses.fields(model_class)}:
+        raise ValueError(f"config.remat={remat!r}: {config.model} does not rematerialize its "
+                         f"blocks (the ResNet, GoogLeNet, Inception v3 and MobileNet families "
+                         f"do); use --config.remat=none")
+    return {"remat": remat}
+
+
 def _load_data(config):
     from jaxzoo.data import get_datasets
 
@@ -231,7 +247,7 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
         model = create_model(config.model, num_classes=num_classes, dtype=jnp.dtype(config.dtype),
                              bn_axis_name=AXIS,
                              lowering=runtime.lowering_for(mesh.devices.flat, config.lowering),
-                             **config.model_kwargs)
+                             **remat_kwargs(config), **config.model_kwargs)
     init_rng, state_rng = jax.random.split(jax.random.PRNGKey(config.seed))
     manager = checkpoint.create_manager(workdir, config.checkpoints_to_keep)
     progress = checkpoint.latest_progress(manager)

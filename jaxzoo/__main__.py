@@ -1,4 +1,4 @@
-"""python -m jaxzoo {list,convert,check,predict,evaluate,export,bench} ..."""
+"""python -m jaxzoo {list,weights,convert,check,predict,evaluate,export,bench} ..."""
 from __future__ import annotations
 
 import argparse
@@ -11,20 +11,50 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def cmd_list(args) -> int:
     import jax
-    import jax.numpy as jnp
 
     import jaxzoo
+    from jaxzoo.models.registry import variable_shapes
 
     print(f"{'model':<22} {'parameters':>12}  {'input':>5}  torchvision counterpart")
     for name in jaxzoo.list_models():
         spec = jaxzoo.get_spec(name)
         model = jaxzoo.create_model(name)
-        size = max(spec.min_size, 32)
-        shapes = jax.eval_shape(lambda: model.init(
-            jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)), train=False))
+        size = min(spec.default_size, max(spec.min_size, 32))
+        shapes = variable_shapes(model, size)  # with the model's own in_channels
         count = sum(x.size for x in jax.tree.leaves(shapes["params"]))
         counterpart = f"torchvision.models.{spec.torchvision}" if spec.torchvision else "-"
         print(f"{name:<22} {count:>12,}  {spec.default_size:>5}  {counterpart}")
+    return 0
+
+
+def cmd_weights(args) -> int:
+    import jaxzoo
+    from jaxzoo.convert import hub, loader, weights_table
+
+    entries = weights_table.list_weights(args.model)
+    registered = set(jaxzoo.list_models())
+    names = [e.name + (" (DEFAULT)" if e.is_default else "") for e in entries]
+    width, model_width = max(map(len, names)), max(len(e.model) for e in entries)
+    print(f"{'model':<{model_width}}  {'weights':<{width}} {'acc@1':>7} {'acc@5':>7} {'size':>9}  "
+          f"{'eval transform':<21} cached")
+    for e, name in zip(entries, names):
+        acc1 = "-" if e.acc1 is None else f"{e.acc1:.3f}"
+        acc5 = "-" if e.acc5 is None else f"{e.acc5:.3f}"
+        size = "-" if e.file_size_mb is None else f"{e.file_size_mb:.1f} MB"
+        t = e.transform
+        transform = f"{t.resize_size}/{t.crop_size} {t.interpolation}"
+        cached = [what for what, there in (
+            ("file", os.path.isfile(hub.cached_file(e.url, e.file_name))),
+            ("converted", os.path.isdir(loader.converted_dir(e)))) if there]
+        note = "" if e.model in registered else "  (model not in jaxzoo yet)"
+        print(f"{e.model:<{model_width}}  {name:<{width}} {acc1:>7} {acc5:>7} {size:>9}  "
+              f"{transform:<21} {', '.join(cached) or 'no'}{note}")
+    print(f"\nacc@1, acc@5: torchvision's published ImageNet-1K accuracy (%). eval transform: "
+          f"Resize (shorter side) / CenterCrop, interpolation.\n"
+          f"cached: file in {hub.checkpoints_dir()} (torch's cache, shared with torchvision), "
+          f"converted in {loader.weights_cache_dir()}.\n"
+          f"Use: jaxzoo.pretrained(MODEL, weights=...), --config.init_from=torchvision[:WEIGHTS], "
+          f"python -m jaxzoo predict --model MODEL --pretrained [WEIGHTS] IMAGE")
     return 0
 
 
@@ -47,8 +77,18 @@ def cmd_check(args) -> int:
     from jaxzoo.convert import parity
 
     torch.set_num_threads(args.threads)
-    result = parity.check(args.model, args.weights, size=args.size, batch=args.batch, seed=args.seed)
-    source = args.weights or "random weights, randomized BatchNorm statistics"
+    if args.train_steps:
+        return _check_training(args)
+    if args.pretrained and args.weights:
+        raise ValueError("give --weights FILE or --pretrained [WEIGHTS], not both")
+    if args.pretrained:
+        result = parity.check_pretrained(args.model, args.pretrained, size=args.size,
+                                         batch=args.batch, seed=args.seed)
+    else:
+        result = parity.check(args.model, args.weights, size=args.size, batch=args.batch,
+                              seed=args.seed)
+    source = (f"torchvision's {args.pretrained} weights" if args.pretrained else args.weights
+              or "random weights, randomized BatchNorm statistics")
     print(f"{args.model} vs torchvision.models.{args.model} ({source}), "
           f"{args.batch} inputs of {args.size or 'default'} px:")
     print(f"  max abs logit difference  {result.max_abs_diff:.3e}")
@@ -59,9 +99,34 @@ def cmd_check(args) -> int:
     return 0 if result.ok() else 1
 
 
+def _check_training(args) -> int:
+    """``check MODEL --train-steps N``: jaxzoo's train step beside PyTorch's (train_parity)."""
+    from jaxzoo.convert import train_parity
+
+    if args.weights or args.pretrained:
+        raise ValueError("--train-steps starts from random weights with randomized BatchNorm "
+                         "statistics; it takes no --weights or --pretrained")
+    config = train_parity.load_config(args.model, args.config, args.set)
+    size = args.size or 64
+    print(f"{args.model}: {args.train_steps} training steps in jaxzoo and in PyTorch from the same "
+          f"random weights (randomized BatchNorm statistics), batches of {args.batch} random "
+          f"{size}-px images, {args.num_classes} classes, config "
+          f"{args.config or args.model}{''.join(' --set ' + s for s in args.set)}:")
+    result = train_parity.run(args.model, config, steps=args.train_steps, batch=args.batch,
+                              size=size, num_classes=args.num_classes,
+                              steps_per_epoch=args.steps_per_epoch, seed=args.seed,
+                              reference=args.reference)
+    print(train_parity.report(result))
+    return 0 if result.ok() else 1
+
+
 def cmd_predict(args) -> int:
     from jaxzoo.predict import Predictor, UnreadableImage
 
+    if args.pretrained is not None and not _is_weights_name(args.pretrained):
+        args.images, args.pretrained = [args.pretrained, *args.images], "DEFAULT"
+    if not args.images:
+        raise ValueError("give at least one image file or folder to predict")
     if args.workdir and (args.model or args.image_size):
         raise ValueError("--model and --image-size go with --weights; a workdir knows its model "
                          "and image size")
@@ -69,6 +134,13 @@ def cmd_predict(args) -> int:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
     if args.workdir:
         predictor = Predictor.from_workdir(args.workdir, batch_size=args.batch_size)
+    elif args.pretrained is not None:
+        if not args.model:
+            raise ValueError("say which model's pretrained weights to use: --model NAME "
+                             "(python -m jaxzoo weights lists them)")
+        predictor = Predictor.from_pretrained(args.model, args.pretrained,
+                                              image_size=args.image_size,
+                                              batch_size=args.batch_size)
     else:
         predictor = Predictor.from_weights(args.model, args.weights, image_size=args.image_size,
                                            batch_size=args.batch_size)
@@ -90,11 +162,31 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _is_weights_name(value: str) -> bool:
+    """``--pretrained IMAGENET1K_V2`` names weights; ``--pretrained photo.jpg`` is an image."""
+    from jaxzoo.convert.weights_table import looks_like_weights_name
+
+    return looks_like_weights_name(value) and not os.path.exists(value)
+
+
 def cmd_evaluate(args) -> int:
     from jaxzoo import evaluate
 
+    predictor = None
+    if args.pretrained is not None:
+        from jaxzoo.predict import Predictor
+
+        if not args.model:
+            raise ValueError("say which model's pretrained weights to evaluate: --model NAME")
+        if not args.dataset:
+            raise ValueError("say which dataset to evaluate the pretrained weights on: --dataset "
+                             "NAME (imagenet2012, or folder:PATH with ImageNet's class folders)")
+        predictor = Predictor.from_pretrained(args.model, args.pretrained)
+    elif not args.workdir:
+        raise ValueError("give --workdir (a training run) or --model NAME --pretrained [WEIGHTS]")
     summary = evaluate.evaluate(args.workdir, dataset=args.dataset, split=args.split,
-                                data_dir=args.data_dir, batch_size=args.batch_size)
+                                data_dir=args.data_dir, batch_size=args.batch_size,
+                                predictor=predictor)
     print(json.dumps(summary, indent=2) if args.json else evaluate.report(summary))
     return 0
 
@@ -150,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="models with parameter counts and torchvision counterparts")
     p.set_defaults(func=cmd_list)
 
+    p = sub.add_parser("weights", help="torchvision's pretrained weights: accuracy, size, cached")
+    p.add_argument("model", nargs="?", default=None, help="only this model's weights")
+    p.set_defaults(func=cmd_weights)
+
     p = sub.add_parser("convert", help="torchvision .pth -> jaxzoo weights directory (orbax)")
     p.add_argument("model")
     p.add_argument("weights", help="a torchvision state dict (.pth or .safetensors)")
@@ -163,19 +259,42 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="logits parity against torchvision")
     p.add_argument("model")
     p.add_argument("--weights", default=None, help="a torchvision state dict; default: random")
+    p.add_argument("--pretrained", nargs="?", const="DEFAULT", default=None, metavar="WEIGHTS",
+                   help="torchvision's pretrained weights by name (DEFAULT, IMAGENET1K_V1, ...), "
+                        "from torch's cache or downloaded; compared as torchvision builds them")
     p.add_argument("--size", type=int, default=None, help="input side in pixels")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--train-steps", type=int, default=0, metavar="N",
+                   help="training parity instead: N steps of the train step train.py runs beside "
+                        "the same training in PyTorch (--size default 64)")
+    p.add_argument("--config", default=None, metavar="NAME",
+                   help="with --train-steps: the training config, as train.py's --config "
+                        "(NAME[:PRESET] or a path; default configs/MODEL.py)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="with --train-steps: override a config field (repeatable), e.g. "
+                        "--set weight_decay=0.05 --set trainable=head")
+    p.add_argument("--steps-per-epoch", type=int, default=None,
+                   help="with --train-steps: the epoch length the schedule counts warmup_epochs "
+                        "and num_epochs in (default N)")
+    p.add_argument("--num-classes", type=int, default=10,
+                   help="with --train-steps: classifier width")
+    p.add_argument("--reference", choices=["auto", "float64", "none"], default="auto",
+                   help="with --train-steps: also train torch in float64 to measure float32's "
+                        "own error (auto: when the fixed tolerances are not met)")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("predict", help="classify images with a trained or converted model")
-    p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER",
+    p.add_argument("images", nargs="*", metavar="IMAGE_OR_FOLDER",
                    help="image files, or folders (walked for images)")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--workdir", help="a training workdir: its best checkpoint")
     source.add_argument("--weights", help="a torchvision .pth/.safetensors (with --model) or a "
                         "directory from `python -m jaxzoo convert`")
+    source.add_argument("--pretrained", nargs="?", const="DEFAULT", default=None,
+                        metavar="WEIGHTS", help="torchvision's pretrained weights of --model by "
+                        "name (DEFAULT, IMAGENET1K_V1, ...), with their own eval transform")
     p.add_argument("--model", help="the model the --weights file belongs to, e.g. resnet50")
     p.add_argument("--image-size", type=int, default=None,
                    help="input side for --weights (default: the model's, e.g. 224)")
@@ -186,7 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a "
                        "training workdir's best checkpoint")
-    p.add_argument("--workdir", required=True)
+    p.add_argument("--workdir", default=None,
+                   help="a training workdir (with --pretrained: where to write the results)")
+    p.add_argument("--pretrained", nargs="?", const="DEFAULT", default=None, metavar="WEIGHTS",
+                   help="evaluate torchvision's pretrained weights of --model instead "
+                        "(DEFAULT, IMAGENET1K_V1, ...) on --dataset")
+    p.add_argument("--model", default=None, help="the model of --pretrained, e.g. resnet50")
     p.add_argument("--dataset", default=None,
                    help="a dataset spec as in config.dataset (default: the one trained on)")
     p.add_argument("--split", choices=["val", "train"], default="val")

@@ -79,19 +79,31 @@ def _slug(dataset: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", dataset).strip("_")
 
 
-def evaluate(workdir: str, dataset: str | None = None, split: str = "val",
+def evaluate(workdir: str | None, dataset: str | None = None, split: str = "val",
              data_dir: str | None = None, batch_size: int | None = None,
-             step: int | None = None) -> dict:
+             step: int | None = None, predictor: Predictor | None = None) -> dict:
     """Evaluate the best checkpoint of ``workdir`` (or ``step``), in float32, on ``split``
     ("val" or "train", without augmentation) of ``dataset`` (default: the one it was trained
     on). Writes ``evaluation_<split>.json`` and ``confusion_<split>.png`` into the workdir (with
-    the dataset's name in them when it is not the training dataset); returns the summary."""
+    the dataset's name in them when it is not the training dataset); returns the summary.
+
+    ``predictor`` (e.g. ``Predictor.from_pretrained("resnet50")``) evaluates it instead of a
+    workdir's checkpoint, on ``dataset``, writing into ``workdir`` (default: the current folder).
+    A 1000-class dataset whose classes are ImageNet's WordNet ids in sorted order (TFDS
+    ``imagenet2012``, or ImageNet's val images in ``folder:`` class folders) matches ImageNet's
+    class names by position."""
     from jaxzoo.data import get_datasets
 
-    predictor = Predictor.from_workdir(workdir, step=step)
-    run = predictor.run
-    config = run.config
-    trained_on = config["dataset"]
+    if predictor is None:
+        predictor = Predictor.from_workdir(workdir, step=step)
+        run = predictor.run
+        config, trained_on, out = run.config, run.config["dataset"], run.workdir
+    else:
+        run, config, trained_on, out = None, {}, None, workdir or "."
+        if not dataset:
+            raise ValueError("say which dataset to evaluate these weights on: --dataset NAME "
+                             "(e.g. imagenet2012, or folder:PATH with one folder per class)")
+        os.makedirs(out, exist_ok=True)
     dataset = dataset or trained_on
     batch_size = batch_size or config.get("eval_batch_size") or config.get("batch_size") or 32
     data = get_datasets(dataset, image_size=predictor.image_size, global_batch_size=1,
@@ -99,10 +111,14 @@ def evaluate(workdir: str, dataset: str | None = None, split: str = "val",
                         data_dir=(config.get("data_dir") or None) if data_dir is None else data_dir,
                         val_fraction=config.get("val_fraction", 0.1), process_index=0,
                         process_count=1, augment=False)
-    if list(data.class_names) != predictor.class_names:
-        raise ValueError(f"{dataset} has the classes {list(data.class_names)}, but the model in "
-                         f"{run.workdir} was trained on {predictor.class_names}; evaluate it on "
-                         f"a dataset with the same class folders")
+    wordnet_ids = list(data.class_names) == sorted(data.class_names) and all(
+        re.fullmatch(r"n\d{8}", str(c)) for c in data.class_names)
+    if list(data.class_names) != predictor.class_names and not (
+            run is None and wordnet_ids and len(data.class_names) == len(predictor.class_names)):
+        trained = f"the model in {run.workdir} was trained on" if run else "the weights predict"
+        raise ValueError(f"{dataset} has the classes {list(data.class_names)[:20]}, but "
+                         f"{trained} {predictor.class_names[:20]}; evaluate it on a dataset "
+                         f"with the same classes")
 
     labels, top = [], []
     k = min(5, len(predictor.class_names))
@@ -113,16 +129,33 @@ def evaluate(workdir: str, dataset: str | None = None, split: str = "val",
     labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
     top = np.concatenate(top) if top else np.zeros((0, k), np.int64)
 
-    summary = {"workdir": run.workdir, "model": run.model, "step": run.step,
-               "epoch": run.progress.get("epoch"), "dataset": dataset, "split": split,
+    weights = getattr(predictor, "weights", None)
+    resize = getattr(predictor, "resize_size", None)
+    if resize and (resize != int(predictor.image_size / 0.875)
+                   or getattr(predictor, "interpolation", "bilinear") != "bilinear"):
+        note = (f"images prepared as evaluation prepares them, Resize("
+                f"{int(predictor.image_size / 0.875)}) bilinear + CenterCrop("
+                f"{predictor.image_size}), not with the weights' Resize({resize}) "
+                f"{predictor.interpolation}: accuracy may differ a little from the published")
+    else:
+        note = None
+    summary = {"workdir": run.workdir if run else os.path.abspath(out),
+               "model": predictor.model_name, "step": run.step if run else None,
+               "epoch": run.progress.get("epoch") if run else None,
+               **({"weights": f"{weights.enum}.{weights.name}"} if weights else {}),
+               "dataset": dataset, "split": split, **({"note": note} if note else {}),
                "image_size": predictor.image_size, **summarize(labels, top, predictor.class_names)}
     suffix = split if dataset == trained_on else f"{_slug(dataset)}_{split}"
+    if run is None:
+        suffix = f"{predictor.model_name}_{suffix}"
+    what = (f"{run.model} step {run.step}" if run else
+            f"{predictor.model_name} {summary.get('weights', '')}")
     summary["confusion_png"] = plot_confusion(
         np.array(summary["confusion_matrix"]), predictor.class_names,
-        os.path.join(run.workdir, f"confusion_{suffix}.png"),
-        title=f"{run.model} step {run.step}: {dataset} {split}, top-1 {summary['top1']:.3f}"
-        if summary["count"] else f"{run.model}: {dataset} {split} (no images)")
-    summary["json"] = os.path.join(run.workdir, f"evaluation_{suffix}.json")
+        os.path.join(out, f"confusion_{suffix}.png"),
+        title=f"{what}: {dataset} {split}, top-1 {summary['top1']:.3f}"
+        if summary["count"] else f"{what}: {dataset} {split} (no images)")
+    summary["json"] = os.path.join(out, f"evaluation_{suffix}.json")
     with open(summary["json"], "w") as f:
         json.dump(summary, f, indent=2)
     return summary
@@ -130,11 +163,14 @@ def evaluate(workdir: str, dataset: str | None = None, split: str = "val",
 
 def report(summary: dict) -> str:
     """The summary for people: accuracies, per-class accuracy, the most confused pairs."""
-    lines = [f"{summary['model']} (step {summary['step']}) on {summary['dataset']} "
+    where = summary.get("weights") or f"step {summary['step']}"
+    lines = [f"{summary['model']} ({where}) on {summary['dataset']} "
              f"{summary['split']}: {summary['count']} images"]
     if not summary["count"]:
         return "\n".join(lines + ["no images to evaluate"])
     lines.append(f"top-1 accuracy {summary['top1']:.4f}   top-5 accuracy {summary['top5']:.4f}")
+    if summary.get("note"):
+        lines.append(f"note: {summary['note']}")
     rows = [c for c in summary["per_class"] if c["count"]]
     if len(rows) > 30:
         rows = sorted(rows, key=lambda c: c["accuracy"])[:10]

@@ -2,12 +2,15 @@
 
     predictor = Predictor.from_workdir("runs/resnet34")            # best checkpoint of a run
     predictor = Predictor.from_weights("resnet50", "resnet50.pth")  # torchvision or converted
+    predictor = Predictor.from_pretrained("resnet50", weights="DEFAULT")   # torchvision's, by name
     predictor.predict("tulip.jpg")                 # Prediction: tulips 0.9998 (roses 0.0001, ...)
     predictor.predict(["a.jpg", pil_image, uint8_array])
 
 Images are prepared exactly as evaluation prepares them (``jaxzoo.data.pipeline``: Resize to
 size / 0.875, CenterCrop, ImageNet normalization), after PIL decodes them, applies their EXIF
-orientation and converts them to RGB (grayscale, RGBA, CMYK, 16-bit).
+orientation and converts them to RGB (grayscale, RGBA, CMYK, 16-bit). torchvision's pretrained
+weights use their own evaluation transform instead (e.g. resnet50 IMAGENET1K_V2: Resize(232)
+bilinear, CenterCrop(224)).
 """
 from __future__ import annotations
 
@@ -127,6 +130,7 @@ class Predictor:
 
     def __init__(self, model_name: str, variables: dict, class_names: Sequence[str],
                  image_size: int, model_kwargs: dict | None = None, batch_size: int = 32,
+                 resize_size: int | None = None, interpolation: str = "bilinear",
                  lowering: str = "auto"):
         import jax
 
@@ -140,6 +144,15 @@ class Predictor:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.model_name, self.image_size, self.batch_size = model_name, int(image_size), batch_size
+        # Resize the shorter side to resize_size (default image_size / 0.875), then center-crop.
+        self.resize_size = int(resize_size) if resize_size else None
+        if interpolation not in ("bilinear", "bicubic", "nearest"):
+            raise ValueError(f"interpolation must be bilinear, bicubic or nearest, got "
+                             f"{interpolation!r}")
+        self.interpolation = interpolation
+        if self.resize_size is not None and self.resize_size < self.image_size:
+            raise ValueError(f"resize_size {self.resize_size} is smaller than the crop "
+                             f"{self.image_size}")
         self.class_names = list(class_names)
         # The lowering for the devices the predictor runs on (jax's default device).
         self.model = create_model(model_name, num_classes=len(self.class_names),
@@ -150,6 +163,7 @@ class Predictor:
         self._probabilities = _compiled_probabilities(self.model)
         self._tf_preprocess = None
         self.run = None  # the TrainedRun when loaded from a workdir
+        self.weights = None  # the weights table's entry when loaded by from_pretrained
 
     @property
     def forward(self):
@@ -185,25 +199,52 @@ class Predictor:
         if not os.path.exists(path):
             raise FileNotFoundError(f"no weights at {path}: give a torchvision .pth/.safetensors "
                                     f"file or a directory from `python -m jaxzoo convert`")
-        model_kwargs = {}
         if os.path.isdir(path):
             if os.path.isfile(os.path.join(path, "config.json")):
                 raise ValueError(f"{path} is a training workdir: use --workdir {path} "
                                  f"(Predictor.from_workdir)")
-            variables, meta = weights.load_weights(path)
-            if name is not None and name != meta["model"]:
-                raise ValueError(f"{path} holds {meta['model']} weights, not {name}")
-            name, model_kwargs = meta["model"], dict(meta.get("model_kwargs") or {})
-            num_classes = int(meta["num_classes"])
-            class_names = meta.get("class_names") or _class_names_beside(path, num_classes)
-        else:
-            if name is None:
-                raise ValueError(f"say which model {path} holds (--model NAME)")
-            variables, _ = convert.load_torch(name, path)
-            num_classes = convert.num_classes_of(name, variables)
-            class_names = _class_names_beside(path, num_classes)
-        return cls(name, variables, class_names, image_size or get_spec(name).default_size,
-                   model_kwargs, batch_size)
+            if not weights.is_weights_dir(path):
+                weights.load_weights(path)  # raises, saying what a weights directory holds
+            with open(os.path.join(path, weights.MODEL_JSON)) as f:
+                held = json.load(f)["model"]
+            if name is not None and name != held:
+                raise ValueError(f"{path} holds {held} weights, not {name}")
+            name = held
+        elif name is None:
+            raise ValueError(f"say which model {path} holds (--model NAME)")
+        loaded = convert.load(name, path)
+        class_names = loaded.class_names or _class_names_beside(path, loaded.num_classes)
+        return cls(name, loaded.variables, class_names, image_size or get_spec(name).default_size,
+                   loaded.model_kwargs, batch_size)
+
+    @classmethod
+    def from_pretrained(cls, name: str, weights: str = "DEFAULT", image_size: int | None = None,
+                        batch_size: int = 32, progress: bool = True) -> "Predictor":
+        """torchvision's pretrained ``weights`` of model ``name`` ("DEFAULT", "IMAGENET1K_V1",
+        ...; see ``jaxzoo.pretrained``), with ImageNet's class names and the weights' own
+        evaluation transform (resize size, crop size, interpolation; e.g. resnet50 IMAGENET1K_V2:
+        232, 224, bilinear). ``image_size`` crops to another size, resizing in proportion."""
+        from jaxzoo import convert
+
+        entry = convert.weights_entry(name, weights)
+        class_names = entry.class_names()
+        if class_names is None:
+            raise ValueError(f"{entry.enum}.{entry.name} has no classifier to predict with "
+                             f"(torchvision publishes it for feature extraction); choose other "
+                             f"weights: python -m jaxzoo weights {name}")
+        if tuple(entry.transform.mean) != (0.485, 0.456, 0.406) or \
+                tuple(entry.transform.std) != (0.229, 0.224, 0.225):
+            raise ValueError(f"{entry.enum}.{entry.name} expects another input normalization "
+                             f"than ImageNet's mean and std, which the predictor applies")
+        loaded = convert.load(name, entry, progress=progress)
+        crop, resize = entry.transform.crop_size, entry.transform.resize_size
+        if image_size and image_size != crop:
+            crop, resize = int(image_size), int(round(image_size * resize / crop))
+        predictor = cls(name, loaded.variables, class_names, crop, loaded.model_kwargs,
+                        batch_size, resize_size=resize,
+                        interpolation=entry.transform.interpolation)
+        predictor.weights = entry
+        return predictor
 
     # ------------------------------------------------------------------ preprocessing
 
@@ -211,7 +252,8 @@ class Predictor:
         """A path, PIL image or uint8 array (H, W[, 3 or 4]) -> the normalized float32
         (size, size, 3) array the model sees, as evaluation prepares it."""
         if self._tf_preprocess is None:
-            self._tf_preprocess = _tf_preprocess_fn(self.image_size)
+            self._tf_preprocess = _tf_preprocess_fn(self.image_size, self.resize_size,
+                                                    self.interpolation)
         return self._tf_preprocess(_as_rgb_uint8(image)).numpy()
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
@@ -304,12 +346,35 @@ def _compiled_probabilities(model):
 
 
 @functools.lru_cache(maxsize=None)
-def _tf_preprocess_fn(size: int):
+def _tf_preprocess_fn(size: int, resize_size: int | None = None,
+                      interpolation: str = "bilinear"):
+    """torchvision's Resize(resize_size) (shorter side, antialiased) + CenterCrop(size) +
+    ImageNet normalization; ``resize_size=None`` with bilinear is evaluation's own transform."""
     from jaxzoo.data._tf import tf
     from jaxzoo.data.pipeline import normalize, resize_center_crop
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
-    def preprocess(image):
-        return normalize(resize_center_crop(image, size))
+    if resize_size is None and interpolation == "bilinear":
+        @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
+        def preprocess(image):
+            return normalize(resize_center_crop(image, size))
 
-    return preprocess
+        return preprocess
+    resize = int(resize_size or size / 0.875)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
+    def preprocess_with(image):
+        shape = tf.shape(image)
+        height, width = shape[0], shape[1]
+        short, long = tf.minimum(height, width), tf.maximum(height, width)
+        new_long = tf.cast(resize * long / short, tf.int32)  # floor, as torchvision
+        new_height = tf.where(height <= width, resize, new_long)
+        new_width = tf.where(height <= width, new_long, resize)
+        image = tf.image.resize(image, tf.stack([new_height, new_width]), method=interpolation,
+                                antialias=interpolation != "nearest")
+        if interpolation == "bicubic":  # bicubic overshoots; torchvision clamps to 0..255
+            image = tf.clip_by_value(image, 0.0, 255.0)
+        top = tf.cast(tf.round(tf.cast(new_height - size, tf.float32) / 2), tf.int32)
+        left = tf.cast(tf.round(tf.cast(new_width - size, tf.float32) / 2), tf.int32)
+        return normalize(tf.slice(image, tf.stack([top, left, 0]), [size, size, 3]))
+
+    return preprocess_with

@@ -1,8 +1,9 @@
 """Model weights on disk: an orbax checkpoint of ``{'params', 'batch_stats'}`` plus ``model.json``
 saying which model it is (name, number of classes, constructor options, class names).
 
-``python -m jaxzoo convert`` writes this format; training (``config.init_from``) and prediction
-read it.
+``python -m jaxzoo convert`` writes this format, and so does the cache of converted torchvision
+weights (``~/.cache/jaxzoo/weights/<file name>/``, see ``jaxzoo.convert.loader``); training
+(``config.init_from``) and prediction read it through ``jaxzoo.convert.load``.
 """
 from __future__ import annotations
 

@@ -1,7 +1,15 @@
-"""torchvision <-> jaxzoo weights, the export of trained models, and the parity check."""
+"""torchvision <-> jaxzoo weights, torchvision's pretrained weights by name, the export of trained
+models, and the parity check."""
 from jaxzoo.convert.export import export_workdir
-from jaxzoo.convert.torchvision import (LoadReport, from_torch, load_state_dict, load_torch,
+from jaxzoo.convert.hub import WeightsHashMismatch, WeightsUnavailable
+from jaxzoo.convert.loader import Loaded, converted_dir, load, pretrained, weights_cache_dir
+from jaxzoo.convert.torchvision import (LoadReport, adapt_input_conv, fit_variables, from_torch,
+                                        load_state_dict, load_torch, new_head_value,
                                         num_classes_of, save_torch, to_torch, torch_key)
+from jaxzoo.convert.weights_table import WeightsEntry, list_weights, weights_entry
 
-__all__ = ["LoadReport", "export_workdir", "from_torch", "load_state_dict", "load_torch",
-           "num_classes_of", "save_torch", "to_torch", "torch_key"]
+__all__ = ["LoadReport", "Loaded", "WeightsEntry", "WeightsHashMismatch", "WeightsUnavailable",
+           "adapt_input_conv", "converted_dir", "export_workdir", "fit_variables", "from_torch",
+           "list_weights", "load", "load_state_dict", "load_torch", "new_head_value",
+           "num_classes_of", "pretrained", "save_torch", "to_torch", "torch_key",
+           "weights_cache_dir", "weights_entry"]

@@ -125,6 +125,56 @@ def check(name: str, weights: Any = None, *, size: int | None = None, batch: int
     return compare_outputs(ours, torch_forward(torch_model, images))
 
 
+def torchvision_pretrained_model(name: str, weights: str = "DEFAULT", path: str | None = None,
+                                 aux_logits: bool | None = None):
+    """torchvision's model for its pretrained ``weights`` of ``name``, built as its builder builds
+    it (``get_model(name, weights=None, **torch_kwargs)``, the file loaded, the auxiliary heads
+    deleted unless kept) from the local file ``path`` (default: torch's cache, fetched if
+    missing), in eval mode."""
+    import torch
+    import torchvision
+
+    from jaxzoo.convert import hub
+    from jaxzoo.convert.weights_table import rewrite_keys, weights_entry
+
+    entry = weights_entry(name, weights)
+    path = path or hub.fetch(entry.url, entry.file_name)
+    model = torchvision.models.get_model(name, weights=None, num_classes=entry.num_classes,
+                                         **entry.torch_kwargs)
+    state = rewrite_keys(torch.load(path, map_location="cpu", weights_only=True),
+                         entry.key_rewrites)
+    model.load_state_dict(state)
+    keep = entry.keeps_aux if aux_logits is None else aux_logits
+    if entry.aux_modules and not keep:
+        model.aux_logits = False
+        for module in entry.aux_modules:
+            setattr(model, module, None)
+    return model.eval()
+
+
+def check_pretrained(name: str, weights: str = "DEFAULT", *, size: int | None = None,
+                     batch: int = 4, seed: int = 0, images: np.ndarray | None = None,
+                     **model_kwargs: Any) -> ParityResult:
+    """``jaxzoo.pretrained(name, weights)`` against torchvision loading the same file with its
+    builder for those weights, on the same inputs (default: ``batch`` random images at the
+    weights' crop size, or ``size``)."""
+    from jaxzoo.convert.loader import load
+    from jaxzoo.convert.weights_table import weights_entry
+
+    entry = weights_entry(name, weights)
+    loaded = load(name, entry, **model_kwargs)
+    torch_model = torchvision_pretrained_model(name, weights, aux_logits=loaded.model_kwargs.get(
+        "aux_logits"))
+    if images is None:
+        size = size or entry.transform.crop_size
+        images = np.random.default_rng(seed).standard_normal(
+            (batch, size, size, 3)).astype(np.float32)
+    with jax.default_matmul_precision("highest"):
+        ours = jax.jit(lambda v, x: loaded.model.apply(v, x, train=False))(loaded.variables,
+                                                                           images)
+    return compare_outputs(ours, torch_forward(torch_model, images))
+
+
 def normalize(images_uint8: np.ndarray) -> np.ndarray:
     """uint8 NHWC RGB -> float32, normalized with ImageNet's mean and std (torchvision's
     ToTensor + Normalize, transposed)."""

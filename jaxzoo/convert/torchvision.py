@@ -6,15 +6,18 @@ jaxzoo's modules carry torchvision's attribute names, so the mapping is mechanic
   (``_<n>`` becomes ``.<n>`` unless the model's torch names end in digits themselves);
 * leaves: ``kernel``/``scale`` -> ``weight``, ``bias`` -> ``bias``, ``batch_stats`` ``mean``/``var``
   -> ``running_mean``/``running_var``; torch's ``num_batches_tracked`` is dropped on import and
-  written as 0 on export;
+  written as 0 on export; any other leaf (a bare ``nn.Parameter`` such as ConvNeXt's
+  ``layer_scale``) keeps its name and its torch layout;
 * layouts: conv kernels OIHW -> HWIO (transpose 2, 3, 1, 0), grouped and depthwise alike, since
   torch's (out, in/groups, kh, kw) is flax's (kh, kw, in/groups, out); Linear weights transposed.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
+import zlib
 from typing import Any, Mapping, NamedTuple
 
 import jax
@@ -22,7 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from jaxzoo.models.registry import create_model, get_spec
+from jaxzoo.convert.weights_table import aux_modules_for, key_rewrites_for, rewrite_keys
+from jaxzoo.models.registry import create_model, get_spec, init_variables, variable_shapes
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +41,24 @@ _SEQUENTIAL_INDEX = re.compile(r"_(\d+)(?=_|$)")
 
 
 class LoadReport(NamedTuple):
-    """What ``torch.nn.Module.load_state_dict(strict=False)`` would report."""
+    """What ``torch.nn.Module.load_state_dict(strict=False)`` would report, plus the input
+    convolutions adapted to another number of input channels (timm's ``adapt_input_conv``)."""
 
     missing_keys: list[str]
     unexpected_keys: list[str]
+    adapted_keys: tuple[str, ...] = ()
+    in_channels: int = 3
 
     def __str__(self) -> str:
         if not self.missing_keys and not self.unexpected_keys:
-            return "<All keys matched successfully>"
-        return (f"_IncompatibleKeys(missing_keys={self.missing_keys}, "
-                f"unexpected_keys={self.unexpected_keys})")
+            text = "<All keys matched successfully>"
+        else:
+            text = (f"_IncompatibleKeys(missing_keys={self.missing_keys}, "
+                    f"unexpected_keys={self.unexpected_keys})")
+        if self.adapted_keys:
+            text += (f"; {', '.join(self.adapted_keys)} adapted from 3 to {self.in_channels} "
+                     f"input channels (timm's adapt_input_conv)")
+        return text
 
 
 def torch_key(collection: str, path: tuple[str, ...], dotted_indices: bool = True) -> str:
@@ -54,10 +66,10 @@ def torch_key(collection: str, path: tuple[str, ...], dotted_indices: bool = Tru
     *modules, leaf = path
     if dotted_indices:
         modules = [_SEQUENTIAL_INDEX.sub(r".\1", m) for m in modules]
-    try:
-        return ".".join([*modules, _LEAF_TO_TORCH[(collection, leaf)]])
-    except KeyError:
-        raise ValueError(f"no torch name for flax leaf {collection}/{'/'.join(path)}") from None
+    if collection not in ("params", "batch_stats"):
+        raise ValueError(f"no torch name for flax leaf {collection}/{'/'.join(path)}")
+    # Bare parameters (ConvNeXt's layer_scale) keep their name and their torch layout.
+    return ".".join([*modules, _LEAF_TO_TORCH.get((collection, leaf), leaf)])
 
 
 def _to_flax_layout(leaf: str, value: np.ndarray) -> np.ndarray:
@@ -131,63 +143,118 @@ def _read_file(path: str):
             f"not a torch.save() file: download or save it again.") from e
 
 
-def _variables_template(model, min_size: int):
-    x = jnp.zeros((1, min_size, min_size, 3), jnp.float32)
-    return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x, train=False))
+def _head_num_classes(spec, tensors: Mapping[str, np.ndarray], layout: str) -> int | None:
+    weight = tensors.get(f"{spec.head[0]}.weight")
+    if weight is None:
+        return None
+    return int(weight.shape[0] if layout == "torch" else weight.shape[-1])
 
 
-def _head_num_classes(spec, state: Mapping[str, np.ndarray]) -> int | None:
-    weight = state.get(f"{spec.head[0]}.weight")
-    return None if weight is None else int(weight.shape[0])
+def new_head_value(key: str, leaf: str, shape: tuple[int, ...], fan_in: int | None,
+                   rng: jax.Array) -> jax.Array:
+    """One leaf of a re-initialized classifier, as torch initializes a new ``nn.Linear`` (or
+    ``nn.Conv2d``) layer: weight and bias from U(-1/sqrt(fan_in), 1/sqrt(fan_in)); normalization
+    layers at weight 1, bias 0, mean 0, variance 1. Each leaf draws from ``rng`` folded with its
+    torch key, so the values depend only on the rng and the layer, not on the weights' source."""
+    if leaf in ("kernel", "bias") and fan_in:
+        bound = 1.0 / np.sqrt(fan_in)
+        key_rng = jax.random.fold_in(rng, zlib.crc32(key.encode()) & 0x7FFFFFFF)
+        return jax.random.uniform(key_rng, shape, jnp.float32, -bound, bound)
+    return (jnp.ones if leaf in ("scale", "var") else jnp.zeros)(shape, jnp.float32)
 
 
-def _is_head_key(spec, key: str) -> bool:
-    return any(key.startswith(prefix + ".") for prefix in spec.head)
+def adapt_input_conv(kernel: np.ndarray, in_channels: int) -> np.ndarray:
+    """An RGB conv kernel (HWIO, I=3) for ``in_channels`` inputs, as timm's ``adapt_input_conv``:
+    summed over RGB for one channel; otherwise RGB repeated to ``in_channels`` and scaled by
+    3 / in_channels, so the response to a gray image stays the same."""
+    kernel = np.asarray(kernel, np.float32)
+    if kernel.ndim != 4 or kernel.shape[2] != 3:
+        raise ValueError(f"cannot adapt a kernel of shape {kernel.shape} (HWIO, 3 inputs expected)")
+    if in_channels == 3:
+        return kernel
+    if in_channels == 1:
+        return kernel.sum(axis=2, keepdims=True)
+    repeat = -(-in_channels // 3)
+    return np.tile(kernel, (1, 1, repeat, 1))[:, :, :in_channels] * (3 / float(in_channels))
 
 
-def load_torch(name: str, source: Any, num_classes: int | None = None, strict: bool = True,
-               rng: jax.Array | None = None, **model_kwargs: Any):
-    """Convert a torchvision state dict for model ``name``: returns ``(variables, LoadReport)``.
+def _small_size(spec) -> int:
+    """A small input side the model accepts (its shapes do not depend on it)."""
+    return min(spec.default_size, max(spec.min_size, 32))
 
-    ``num_classes=None`` takes the number of classes from the checkpoint's classifier. A different
-    number re-initializes the classifier (``spec.head``), which the report lists as missing, as
-    torch does after deleting those keys and loading with ``strict=False``.
-    With ``strict=True``, any other missing or unexpected key is an error; a mis-shaped tensor is
-    always an error. Every problem is listed, not just the first.
+
+@functools.lru_cache(maxsize=16)
+def _template(model, size: int) -> dict:
+    """The flattened variable shapes of ``model`` (tracing ``init`` takes seconds for the larger
+    models; flax modules with equal fields are equal, so repeated loads share it)."""
+    return traverse_util.flatten_dict(variable_shapes(model, size))
+
+
+def fit_variables(name: str, model, tensors: Mapping[str, np.ndarray], *, layout: str = "torch",
+                  strict: bool = True, rng: jax.Array | None = None,
+                  drop: tuple[str, ...] = (), what: str = "the state dict"):
+    """The one place weights are fitted to a model: ``tensors`` (torch key -> array, in torch's
+    layout or, for converted weights, flax's) -> ``(variables, LoadReport)`` for ``model``.
+
+    * A classifier (``spec.head``) of another width than ``model.num_classes`` is re-initialized
+      with ``new_head_value`` (torch's rule for a new ``nn.Linear``) and listed as missing, as torch
+      reports after deleting those keys and loading with ``strict=False``.
+    * An RGB input conv loaded into a model with ``in_channels != 3`` is adapted
+      (``adapt_input_conv``) and listed in ``report.adapted_keys``.
+    * Keys of auxiliary heads the model does not have (``aux_logits=False``), which torchvision
+      deletes after loading (the table's ``aux_modules``, and ``drop``), are left out silently.
+    * With ``strict=True`` any other missing or unexpected key is an error; a mis-shaped tensor is
+      always one. Every problem is listed, not just the first. With ``strict=False`` the missing
+      backbone leaves come from ``model.init(rng)``.
     """
     spec = get_spec(name)
-    state = load_state_dict(source)
-    checkpoint_classes = _head_num_classes(spec, state)
-    if num_classes is None:
-        num_classes = checkpoint_classes or 1000
-    model = create_model(name, num_classes=num_classes, **model_kwargs)
-    template = _variables_template(model, max(spec.min_size, 32))
+    tensors = dict(tensors)
+    if layout == "torch":
+        tensors = rewrite_keys(tensors, key_rewrites_for(name))
+    flat_template = _template(model, _small_size(spec))
+    keys = {flat: torch_key(flat[0], tuple(flat[1:]), spec.dotted_indices)
+            for flat in flat_template}
+    model_keys = set(keys.values())
+    for prefix in (*aux_modules_for(name), *drop):
+        if not any(k.startswith(prefix + ".") for k in model_keys):
+            tensors = {k: v for k, v in tensors.items() if not k.startswith(prefix + ".")}
 
-    flat_template = traverse_util.flatten_dict(template)
-    converted, missing, mismatched, used = {}, [], [], set()
-    for (collection, *path), shape_dtype in flat_template.items():
-        key = torch_key(collection, tuple(path), spec.dotted_indices)
-        if _is_head_key(spec, key) and checkpoint_classes not in (None, num_classes):
-            used.add(key)  # replaced on purpose: reported as missing, not as unexpected
+    num_classes = int(model.num_classes)
+    in_channels = int(getattr(model, "in_channels", 3))
+    checkpoint_classes = _head_num_classes(spec, tensors, layout)
+    head_swapped = checkpoint_classes not in (None, num_classes)
+    converted, missing, mismatched, used, adapted, new_head = {}, [], [], set(), [], []
+    for flat, shape_dtype in flat_template.items():
+        key, leaf = keys[flat], flat[-1]
+        if spec.is_head(key) and head_swapped:
+            if key in tensors:
+                used.add(key)  # replaced on purpose: reported as missing, not as unexpected
             missing.append(key)
+            new_head.append(flat)
             continue
-        if key not in state:
+        if key not in tensors:
             missing.append(key)
             continue
         used.add(key)
-        value = _to_flax_layout(path[-1], state[key])
+        value = tensors[key]
+        value = _to_flax_layout(leaf, value) if layout == "torch" else np.asarray(value)
+        if (value.shape != shape_dtype.shape and in_channels != 3 and leaf == "kernel"
+                and value.ndim == 4 and value.shape[2] == 3
+                and shape_dtype.shape == value.shape[:2] + (in_channels,) + value.shape[3:]):
+            value = adapt_input_conv(value, in_channels)
+            adapted.append(key)
         if value.shape != shape_dtype.shape:
-            mismatched.append(f"{key}: checkpoint {tuple(state[key].shape)}, model expects "
-                              f"{_to_torch_layout(path[-1], np.zeros(shape_dtype.shape)).shape}")
+            torch_shape = tuple(tensors[key].shape) if layout == "torch" else \
+                _to_torch_layout(leaf, np.zeros(value.shape, np.int8)).shape
+            expected = _to_torch_layout(leaf, np.zeros(shape_dtype.shape, np.int8)).shape
+            mismatched.append(f"{key}: checkpoint {torch_shape}, model expects {expected}")
             continue
-        converted[(collection, *path)] = jnp.asarray(value, shape_dtype.dtype)
+        converted[flat] = jnp.asarray(value, shape_dtype.dtype)
 
     bn_prefixes = {k[: -len(".running_mean")] for k in used if k.endswith(".running_mean")}
-    unexpected = [k for k in state if k not in used and not (
-        k.endswith(".num_batches_tracked") and k[: -len(".num_batches_tracked")] in bn_prefixes)]
-    head_swapped = checkpoint_classes not in (None, num_classes)
-    fatal_missing = sorted(k for k in missing if not (head_swapped and _is_head_key(spec, k)))
-    unexpected = sorted(unexpected)
+    unexpected = sorted(k for k in tensors if k not in used and not (
+        k.endswith(".num_batches_tracked") and k[: -len(".num_batches_tracked")] in bn_prefixes))
+    fatal_missing = sorted(k for k in missing if not (head_swapped and spec.is_head(k)))
 
     problems = []
     if mismatched:
@@ -199,42 +266,48 @@ def load_torch(name: str, source: Any, num_classes: int | None = None, strict: b
     if problems:
         counterpart = f"torchvision.models.{spec.torchvision}" if spec.torchvision else name
         raise ValueError(
-            f"the state dict does not fit {name} ({counterpart}, num_classes={num_classes}):\n  "
-            + "\n  ".join(problems)
+            f"{what} does not fit {name} ({counterpart}, num_classes={num_classes}, "
+            f"in_channels={in_channels}):\n  " + "\n  ".join(problems)
             + "\nCheck that the weights belong to this model; pass strict=False to load the keys "
               "that match and initialize the rest.")
 
     rng = jax.random.PRNGKey(0) if rng is None else rng
-    absent = [k for k in flat_template if k not in converted]
-
-    def is_dense_head_leaf(flat_key) -> bool:
-        kernel = flat_template.get(flat_key[:-1] + ("kernel",))
-        return (_is_head_key(spec, torch_key(flat_key[0], flat_key[1:], spec.dotted_indices))
-                and kernel is not None and len(kernel.shape) == 2)
-
-    if not all(is_dense_head_leaf(k) for k in absent):
-        # strict=False with missing backbone keys: take them from a full initialization.
-        size = max(spec.min_size, 32)
-        fresh = traverse_util.flatten_dict(jax.jit(
-            lambda r: model.init(r, jnp.zeros((1, size, size, 3), jnp.float32), train=False))(rng))
-        for flat_key in absent:
-            converted[flat_key] = fresh[flat_key]
-    else:
-        # A new classifier, initialized as torch initializes `model.fc = nn.Linear(...)`
-        # (U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias); cheaper than compiling a full
-        # model.init, which XLA:CPU takes seconds to do.
-        for i, flat_key in enumerate(absent):
-            shape = flat_template[flat_key].shape
-            fan_in = flat_template[flat_key[:-1] + ("kernel",)].shape[0]
-            bound = 1.0 / np.sqrt(fan_in)
-            converted[flat_key] = jax.random.uniform(
-                jax.random.fold_in(rng, i), shape, jnp.float32, -bound, bound)
+    absent = [flat for flat in flat_template if flat not in converted and flat not in new_head]
+    if absent:  # strict=False: the missing backbone leaves from a full initialization
+        fresh = traverse_util.flatten_dict(init_variables(model, _small_size(spec), rng))
+        for flat in absent:
+            converted[flat] = fresh[flat]
+    for flat in new_head:
+        kernel = flat_template.get(flat[:-1] + ("kernel",))
+        fan_in = int(np.prod(kernel.shape[:-1])) if kernel is not None else None
+        converted[flat] = new_head_value(keys[flat], flat[-1], flat_template[flat].shape,
+                                         fan_in, rng)
 
     variables = traverse_util.unflatten_dict(converted)
-    report = LoadReport(missing_keys=sorted(missing), unexpected_keys=sorted(unexpected))
-    if missing or unexpected:
+    report = LoadReport(missing_keys=sorted(missing), unexpected_keys=unexpected,
+                        adapted_keys=tuple(sorted(adapted)), in_channels=in_channels)
+    if missing or unexpected or adapted:
         log.info("loaded %s: %s", name, report)
     return variables, report
+
+
+def load_torch(name: str, source: Any, num_classes: int | None = None, strict: bool = True,
+               rng: jax.Array | None = None, **model_kwargs: Any):
+    """Convert a torchvision state dict (mapping or ``.pth``/``.safetensors`` path) for model
+    ``name``: returns ``(variables, LoadReport)``.
+
+    ``num_classes=None`` takes the number of classes from the checkpoint's classifier; a different
+    number re-initializes it (see ``fit_variables`` for every rule). ``model_kwargs`` build the
+    model (e.g. ``in_channels=1``: the input conv is adapted). For every kind of source (a
+    converted directory, torchvision's weights by name) use ``jaxzoo.convert.load``.
+    """
+    spec = get_spec(name)
+    state = load_state_dict(source)
+    if num_classes is None:
+        num_classes = _head_num_classes(spec, state, "torch") or 1000
+    model = create_model(name, num_classes=num_classes, **model_kwargs)
+    what = "the state dict" + (f" {source}" if isinstance(source, (str, os.PathLike)) else "")
+    return fit_variables(name, model, state, strict=strict, rng=rng, what=what)
 
 
 def from_torch(name: str, source: Any, num_classes: int | None = None, strict: bool = True,

@@ -1,5 +1,10 @@
 """TFDS datasets (``tf_flowers``, ``cifar10``, ``imagenette``, ... and the built-in ``shapes``)."""
 import difflib
+import os
+import socket
+import threading
+import urllib.parse
+import urllib.request
 
 import tensorflow_datasets as tfds
 
@@ -9,6 +14,9 @@ from jaxzoo.data.source import Source
 
 SHUFFLE_BUFFER = 16_384  # examples; TFDS also shuffles the order of files each epoch
 JAXZOO_DATASETS = ("shapes", "shapes/CONFIG", "folder:PATH")
+# Seconds to look up and connect to a dataset's download host before TFDS is asked to download
+# (TFDS itself retries an unreachable host for minutes).
+REACH_TIMEOUT = float(os.environ.get("JAXZOO_CONNECT_TIMEOUT", 10))
 
 
 class DatasetUnavailable(RuntimeError):
@@ -40,22 +48,78 @@ def tfds_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
         raise ValueError(f"cannot load the TFDS dataset {name!r}: {err}") from None
 
 
+def _connect(host: str, port: int, timeout: float) -> str | None:
+    """None when a TCP connection to ``host:port`` opens within ``timeout`` seconds (the DNS
+    lookup included, which a socket timeout does not bound), else why not."""
+    outcome = {}
+
+    def target():
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome["error"] = None
+        except OSError as e:
+            outcome["error"] = str(e) or type(e).__name__
+
+    thread = threading.Thread(target=target, daemon=True, name="jaxzoo-reach")
+    thread.start()
+    thread.join(timeout)
+    return outcome.get("error", f"no answer within {timeout:g} s")
+
+
+def unreachable_download_hosts(urls, timeout: float = REACH_TIMEOUT) -> str | None:
+    """Why none of the hosts ``urls`` download from can be reached (through the proxy when one
+    is set), or None when one can (or there is nothing to check)."""
+    proxies = urllib.request.getproxies()
+    targets = {}
+    for url in urls:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return None  # gs://, ftp:// or local files: leave them to TFDS
+        proxy = proxies.get(parts.scheme)
+        if proxy and not urllib.request.proxy_bypass(parts.hostname):
+            proxy_parts = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+            target = (proxy_parts.hostname, proxy_parts.port or 8080, f"the proxy {proxy}")
+        else:
+            target = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
+                      parts.hostname)
+        targets[target[:2]] = target[2]
+    reasons = []
+    for (host, port), label in sorted(targets.items()):
+        error = _connect(host, port, timeout)
+        if error is None:
+            return None
+        reasons.append(f"{label}: {error}")
+    return "; ".join(reasons) or None
+
+
+def _unavailable(name: str, builder, reason: str) -> DatasetUnavailable:
+    return DatasetUnavailable(
+        f"could not download and prepare the TFDS dataset {name!r} into {builder.data_dir} "
+        f"({reason}). Without network, train on your own images with "
+        f"dataset='folder:PATH' or on the built-in dataset='shapes'; if the data was prepared "
+        f"on another machine, copy it and point --config.data_dir at that TFDS data dir.")
+
+
 def prepare(builder: tfds.core.DatasetBuilder, name: str) -> None:
-    """Download and prepare ``builder`` unless its data dir already holds it."""
+    """Download and prepare ``builder`` unless its data dir already holds it. When none of its
+    download hosts can be reached, fail within seconds instead of after TFDS's retries."""
     if builder.is_prepared():
         return
+    if not getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None):
+        try:
+            urls = sorted(builder.url_infos or ())
+        except Exception:  # builders without a checksums file
+            urls = []
+        reason = unreachable_download_hosts(urls) if urls else None
+        if reason:
+            raise _unavailable(name, builder, f"cannot reach the download host: {reason}")
     try:
         builder.download_and_prepare()
     except ImportError as err:
         raise DatasetUnavailable(f"TFDS could not prepare {name!r}: {err}; install the missing "
                                  f"package (pip install {err.name or 'it'})") from err
     except Exception as err:
-        raise DatasetUnavailable(
-            f"could not download and prepare the TFDS dataset {name!r} into {builder.data_dir} "
-            f"({type(err).__name__}: {err}). Without network, train on your own images with "
-            f"dataset='folder:PATH' or on the built-in dataset='shapes'; if the data was prepared "
-            f"on another machine, copy it and point --config.data_dir at that TFDS data dir."
-        ) from err
+        raise _unavailable(name, builder, f"{type(err).__name__}: {err}") from err
 
 
 def tfds_source(builder: tfds.core.DatasetBuilder, val_fraction: float,

@@ -1,5 +1,6 @@
 """The model zoo. Importing a family module registers its models."""
 from jaxzoo.models import alexnet  # noqa: F401  (registers AlexNet)
+from jaxzoo.models import convnext  # noqa: F401  (registers ConvNeXt Tiny/Small/Base/Large)
 from jaxzoo.models import densenet  # noqa: F401  (registers DenseNet-121/161/169/201)
 from jaxzoo.models import efficientnet  # noqa: F401  (registers EfficientNet B0-B7, V2 S/M/L)
 from jaxzoo.models import googlenet  # noqa: F401  (registers GoogLeNet)

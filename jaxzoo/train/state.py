@@ -67,36 +67,26 @@ def create_optimizer(config, steps_per_epoch: int, mask) -> optax.GradientTransf
 
 def initial_variables(config, model, num_classes: int, rng: jax.Array, source: str = "",
                       log=print) -> dict:
-    """Random weights, or those in ``source`` (``config.init_from``: a torchvision .pth or a
-    converted directory) with the classifier re-initialized when ``num_classes`` differs; the key
-    report is printed."""
-    size = config.image_size
-    init = jax.jit(lambda r: model.init(r, jnp.zeros((1, size, size, 3), jnp.float32), train=False))
+    """Random weights, or those in ``source`` (``config.init_from``: a torchvision .pth or
+    .safetensors file, a converted directory, or torchvision's pretrained weights by name,
+    "torchvision" or "torchvision:IMAGENET1K_V2"), loaded by ``jaxzoo.convert.load`` with its one
+    rule for a classifier of another width (torch's ``nn.Linear`` initialization, from ``rng``);
+    the key report is printed."""
+    from jaxzoo.models.registry import init_variables
+
     if not source:
-        return dict(init(rng))
-    if not os.path.exists(source):
-        raise FileNotFoundError(f"config.init_from: {source} does not exist (expected a torchvision "
-                                f".pth file or a directory written by `python -m jaxzoo convert`)")
-    if os.path.isdir(source):
-        variables, meta = weights.load_weights(source)
-        if meta["model"] != config.model:
-            raise ValueError(f"config.init_from: {source} holds {meta['model']} weights, but "
-                             f"config.model is {config.model}")
-        fresh = traverse_util.flatten_dict(dict(init(rng)))
-        loaded = traverse_util.flatten_dict(variables)
-        spec = get_spec(config.model)
-        swapped = sorted(k for k in fresh if loaded.get(k) is None
-                         or loaded[k].shape != fresh[k].shape)
-        variables = traverse_util.unflatten_dict(
-            {k: fresh[k] if k in swapped else jnp.asarray(loaded[k]) for k in fresh})
-        report = convert.LoadReport(
-            missing_keys=[convert.torch_key(k[0], k[1:], spec.dotted_indices) for k in swapped],
-            unexpected_keys=[])
-    else:
-        variables, report = convert.load_torch(config.model, source, num_classes=num_classes,
-                                               rng=rng, **config.model_kwargs)
-    log(f"init_from {source}: {report}")
-    return dict(variables)
+        return init_variables(model, config.image_size, rng)
+    if not convert.weights_table.is_pretrained_spec(source) and not os.path.exists(
+            os.path.expanduser(source)):
+        raise FileNotFoundError(
+            f"config.init_from: {source} does not exist (expected a torchvision .pth file, a "
+            f"directory written by `python -m jaxzoo convert`, or torchvision's weights by name: "
+            f"'torchvision' or 'torchvision:IMAGENET1K_V1')")
+    loaded = convert.load(config.model, source, model=model, rng=rng)
+    for note in loaded.notes:
+        log(f"note: {note}")
+    log(f"init_from {loaded.source}: {loaded.report}")
+    return dict(loaded.variables)
 
 
 def create_train_state(config, model, variables: dict, steps_per_epoch: int,

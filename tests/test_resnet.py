@@ -60,8 +60,6 @@ def test_bfloat16_compute_keeps_float32_params_and_tracks_float32_logits():
 
 
 def test_bfloat16_inference_agrees_with_torch_autocast_on_top1():
-    import torch
-
     torch_model = parity.torchvision_model("resnet18")
     parity.randomize_(torch_model, seed=5)
     variables = convert.from_torch("resnet18", torch_model.state_dict())

@@ -5,13 +5,12 @@ import os
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import optax
 from flax import traverse_util
 from flax.training import train_state
 
-from jaxzoo import convert, weights
-from jaxzoo.models import create_model, get_spec
+from jaxzoo import convert
+from jaxzoo.models import get_spec
 
 
 class TrainState(train_state.TrainState):

@@ -19,7 +19,7 @@ def cmd_list(args) -> int:
     for name in jaxzoo.list_models():
         spec = jaxzoo.get_spec(name)
         model = jaxzoo.create_model(name)
-        size = min(spec.default_size, max(spec.min_size, 32))
+        size = spec.init_size
         shapes = variable_shapes(model, size)  # with the model's own in_channels
         count = sum(x.size for x in jax.tree.leaves(shapes["params"]))
         counterpart = f"torchvision.models.{spec.torchvision}" if spec.torchvision else "-"

@@ -268,7 +268,7 @@ def pretrained(name: str, weights: str | None = "DEFAULT", num_classes: int | No
         model = create_model(name, num_classes=num_classes or 1000, dtype=dtype,
                              lowering=lowering, **model_kwargs)
         spec = get_spec(name)
-        size = min(spec.default_size, max(spec.min_size, 32))
+        size = spec.init_size
         return model, init_variables(model, size, jax.random.PRNGKey(0) if rng is None else rng)
     entry = weights_entry(name, weights)
     loaded = load(name, entry, num_classes=num_classes, rng=rng, progress=progress, dtype=dtype,

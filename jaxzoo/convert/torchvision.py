@@ -178,11 +178,6 @@ def adapt_input_conv(kernel: np.ndarray, in_channels: int) -> np.ndarray:
     return np.tile(kernel, (1, 1, repeat, 1))[:, :, :in_channels] * (3 / float(in_channels))
 
 
-def _small_size(spec) -> int:
-    """A small input side the model accepts (its shapes do not depend on it)."""
-    return min(spec.default_size, max(spec.min_size, 32))
-
-
 @functools.lru_cache(maxsize=16)
 def _template(model, size: int) -> dict:
     """The flattened variable shapes of ``model`` (tracing ``init`` takes seconds for the larger
@@ -211,7 +206,7 @@ def fit_variables(name: str, model, tensors: Mapping[str, np.ndarray], *, layout
     tensors = dict(tensors)
     if layout == "torch":
         tensors = rewrite_keys(tensors, key_rewrites_for(name))
-    flat_template = _template(model, _small_size(spec))
+    flat_template = _template(model, spec.init_size)
     keys = {flat: torch_key(flat[0], tuple(flat[1:]), spec.dotted_indices)
             for flat in flat_template}
     model_keys = set(keys.values())
@@ -274,7 +269,7 @@ def fit_variables(name: str, model, tensors: Mapping[str, np.ndarray], *, layout
     rng = jax.random.PRNGKey(0) if rng is None else rng
     absent = [flat for flat in flat_template if flat not in converted and flat not in new_head]
     if absent:  # strict=False: the missing backbone leaves from a full initialization
-        fresh = traverse_util.flatten_dict(init_variables(model, _small_size(spec), rng))
+        fresh = traverse_util.flatten_dict(init_variables(model, spec.init_size, rng))
         for flat in absent:
             converted[flat] = fresh[flat]
     for flat in new_head:

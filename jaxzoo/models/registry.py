@@ -44,6 +44,12 @@ class ModelSpec:
     feature_strides: tuple[int, ...] = (4, 8, 16, 32)
     description: str = ""
 
+    @property
+    def init_size(self) -> int:
+        """A small input side the model accepts, to initialize or trace it: 32 px or its
+        minimum, at most its default (some nets take only their design size)."""
+        return min(self.default_size, max(self.min_size, 32))
+
     def is_head(self, torch_key: str) -> bool:
         """Whether the torch state-dict key belongs to the classifier (``head``)."""
         return any(torch_key.startswith(prefix + ".") for prefix in self.head)

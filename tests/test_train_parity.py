@@ -117,7 +117,8 @@ def test_two_devices_split_the_batch():
                JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
     out = subprocess.run([sys.executable, "-m", "jaxzoo", "check", "resnet18", "--train-steps",
                           "3", "--batch", "4", "--size", "32", "--reference", "none"],
-                         env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+                         env=env, capture_output=True, text=True, timeout=600, cwd=ROOT,
+                         check=False)
     print(out.stdout)
     print(f"two devices: {time.perf_counter() - start:.1f} s")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

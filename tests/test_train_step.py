@@ -207,3 +207,23 @@ def test_remat_of_a_model_without_it_is_a_clear_error():
     assert remat_kwargs(tiny_config(model="vgg11")) == {}
     with pytest.raises(ValueError, match="vgg11 does not rematerialize its blocks"):
         remat_kwargs(tiny_config(model="vgg11", remat="blocks"))
+
+
+def test_head_only_googlenet_ignores_the_aux_loss_weights_of_its_config():
+    """trainable="head" runs the backbone in inference mode: GoogLeNet then returns no auxiliary
+    outputs, and its config's (0.3, 0.3) must not make the step fail."""
+    from jaxzoo.models.registry import init_variables
+    from jaxzoo.train import make_train_step_for_config
+
+    config = tiny_config(model="googlenet", trainable="head", aux_loss_weights=(0.3, 0.3))
+    model = create_model("googlenet", num_classes=5, bn_axis_name=AXIS, lowering="xla")
+    variables = init_variables(model, 32, jax.random.PRNGKey(0))
+    mesh = make_mesh(jax.devices()[:1])
+    state = replicate(mesh, create_train_state(config, model, variables, 10,
+                                               jax.random.PRNGKey(1)))
+    step = make_train_step_for_config(
+        config, model, mesh, num_classes=5,
+        mask=trainable_mask("googlenet", variables["params"], "head"))
+    batch = {"image": np.zeros((2, 32, 32, 3), np.float32), "label": np.zeros(2, np.int32)}
+    _, metrics = step(state, shard_batch(mesh, batch))
+    assert float(metrics["loss"]) == pytest.approx(float(metrics["main_loss"]))

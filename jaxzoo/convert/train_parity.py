@@ -34,7 +34,7 @@ pre-activation within rounding of zero may pass a ReLU on one side only; over st
 then drift apart by more than the fixed tolerances, torch from itself as much as jaxzoo from
 torch. So when the fixed tolerances are not met, torch trains again in float64 from the same start
 (``reference``): the check then passes when jaxzoo is no further from that float64 run than
-``FLOOR_FACTOR`` times torch's own float32 run is (the float32 floor), step by step.
+``FLOOR_FACTOR`` times torch's own float32 run is (the float32 floor).
 """
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ import copy
 import dataclasses
 import math
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -83,17 +84,17 @@ class Difference:
 
     def describe(self, indent: str = "  ") -> str:
         return "\n".join([
-            f"{indent}losses: largest relative difference {self.loss:.2e} (tolerance "
-            f"{LOSS_TOLERANCE:g} per step)",
-            f"{indent}weights: largest difference {self.weights:.2e} of the tensor's largest "
-            f"magnitude ({self.weights_worst}; tolerance {WEIGHT_TOLERANCE:g} per tensor); "
-            f"{self.elements_over:,} of {self.elements:,} elements differ by more than "
-            f"{self.element_threshold:.1e} ({ELEMENT_TOLERANCE:g} of a peak-lr step), "
-            f"{self.elements_over_tensor:,} by more than the tolerance of their tensor",
-            f"{indent}updates: the weights' changes differ by {self.updates:.2e} of their norm "
-            f"(for information)",
-            f"{indent}running statistics: largest difference {self.stats:.2e} of the tensor's "
-            f"largest magnitude ({self.stats_worst or '-'}; tolerance {STATS_TOLERANCE:g})",
+            (f"{indent}losses: largest relative difference {self.loss:.2e} (tolerance "
+             f"{LOSS_TOLERANCE:g} per step)"),
+            (f"{indent}weights: largest difference {self.weights:.2e} of the tensor's largest "
+             f"magnitude ({self.weights_worst}; tolerance {WEIGHT_TOLERANCE:g} per tensor); "
+             f"{self.elements_over:,} of {self.elements:,} elements differ by more than "
+             f"{self.element_threshold:.1e} ({ELEMENT_TOLERANCE:g} of a peak-lr step), "
+             f"{self.elements_over_tensor:,} by more than the tolerance of their tensor"),
+            (f"{indent}updates: the weights' changes differ by {self.updates:.2e} of their norm "
+             f"(for information)"),
+            (f"{indent}running statistics: largest difference {self.stats:.2e} of the tensor's "
+             f"largest magnitude ({self.stats_worst or '-'}; tolerance {STATS_TOLERANCE:g})"),
         ])
 
 
@@ -148,15 +149,14 @@ class TrainParityResult:
     torch_vs_reference: Difference | None = None  # the float32 floor
 
     def within_floor(self) -> bool:
-        """Whether jaxzoo is as close to the float64 reference as torch's own float32 run is:
-        each step's loss, the weights and the statistics within the fixed tolerance or
-        ``FLOOR_FACTOR`` times torch's difference (for the losses, its largest so far)."""
+        """Whether jaxzoo is about as close to the float64 reference as torch's own float32 run
+        is: the largest loss difference over the steps, the weights' and the statistics', each
+        within its fixed tolerance or ``FLOOR_FACTOR`` times torch's. (Over the whole run, not
+        step by step: when the two drift apart, from one step on, is itself down to chance.)"""
         ours, floor = self.jax_vs_reference, self.torch_vs_reference
         if ours is None or floor is None:
             return False
-        envelope = np.maximum.accumulate(floor.losses)
-        return (all(d <= max(LOSS_TOLERANCE, FLOOR_FACTOR * e)
-                    for d, e in zip(ours.losses, envelope))
+        return (ours.loss <= max(LOSS_TOLERANCE, FLOOR_FACTOR * floor.loss)
                 and ours.weights < max(WEIGHT_TOLERANCE, FLOOR_FACTOR * floor.weights)
                 and ours.stats <= max(STATS_TOLERANCE, FLOOR_FACTOR * floor.stats))
 
@@ -198,7 +198,7 @@ class TorchTrainer:
         self.dtype = dtype or torch.float32
         self.model = copy.deepcopy(torch_model).to(self.dtype)
         self.head_only = config.trainable == "head"
-        self.model.eval() if self.head_only else self.model.train()
+        self.model.train(not self.head_only)  # a frozen backbone: eval(), as jaxzoo
         self.trained = []
         for key, p in self.model.named_parameters():
             p.requires_grad_(not self.head_only or spec.is_head(key))
@@ -319,28 +319,28 @@ def run(name: str, config, *, steps: int = 10, batch: int = 8, size: int = 64,
     lr, wd, clip = float(config.learning_rate), float(config.weight_decay), trainer.clip
     smoothing = float(config.label_smoothing)
     mapping = [
-        f"jaxzoo: make_train_step_for_config on {mesh.size} {jax.devices()[0].platform} "
-        f"device(s), lowering {lowering!r}, batch {batch} split {batch // mesh.size} per device "
-        f"(gradients averaged, BatchNorm statistics synchronized); torch: the whole batch",
+        (f"jaxzoo: make_train_step_for_config on {mesh.size} {jax.devices()[0].platform} "
+         f"device(s), lowering {lowering!r}, batch {batch} split {batch // mesh.size} per device "
+         f"(gradients averaged, BatchNorm statistics synchronized); torch: the whole batch"),
         (f"optimizer: optax.adamw(weight_decay={wd:g}, kernels only) -> torch.optim.AdamW, "
          f"{len(trainer.decay)} kernels (ndim > 1) at weight_decay={wd:g} and "
          f"{len(trainer.no_decay)} biases/BatchNorm parameters at 0 (decoupled like optax; not "
          f"torch.optim.Adam's weight_decay, an L2 term added to the gradient)") if wd else
         "optimizer: optax.adam -> torch.optim.Adam(betas=(0.9, 0.999), eps=1e-8, weight_decay=0)",
-        "epsilon: both m_hat / (sqrt(v_hat) + 1e-8), outside the square root (optax eps_root=0; "
-        "torch folds the bias corrections into the step size)",
-        f"schedule: optax.warmup_cosine_decay_schedule per step, peak {lr:g}, warmup "
-        f"{trainer.warmup} of {trainer.total} steps ({config.warmup_epochs:g} and "
-        f"{config.num_epochs:g} epochs of {steps_per_epoch} steps) -> LambdaLR with the same "
-        f"formula, stepped after every optimizer step (not per epoch)",
-        f"loss: softmax cross-entropy on optax.smooth_labels({smoothing:g}) -> "
-        f"CrossEntropyLoss(label_smoothing={smoothing:g})"
-        + (" + " + " + ".join(f"{w:g} x CE(output {i + 1})"
-                              for i, w in enumerate(trainer.aux_weights))
-           + " on the auxiliary outputs in the order the model returns them"
-           if trainer.aux_weights else ""),
-        f"gradient clipping: optax.clip_by_global_norm({clip:g}) -> clip_grad_norm_({clip:g}) "
-        f"(torch divides by the norm + 1e-6)" if clip else "gradient clipping: none",
+        ("epsilon: both m_hat / (sqrt(v_hat) + 1e-8), outside the square root (optax eps_root=0; "
+         "torch folds the bias corrections into the step size)"),
+        (f"schedule: optax.warmup_cosine_decay_schedule per step, peak {lr:g}, warmup "
+         f"{trainer.warmup} of {trainer.total} steps ({config.warmup_epochs:g} and "
+         f"{config.num_epochs:g} epochs of {steps_per_epoch} steps) -> LambdaLR with the same "
+         f"formula, stepped after every optimizer step (not per epoch)"),
+        (f"loss: softmax cross-entropy on optax.smooth_labels({smoothing:g}) -> "
+         f"CrossEntropyLoss(label_smoothing={smoothing:g})"
+         + (" + " + " + ".join(f"{w:g} x CE(output {i + 1})"
+                               for i, w in enumerate(trainer.aux_weights))
+            + " on the auxiliary outputs in the order the model returns them"
+            if trainer.aux_weights else "")),
+        (f"gradient clipping: optax.clip_by_global_norm({clip:g}) -> clip_grad_norm_({clip:g}) "
+         f"(torch divides by the norm + 1e-6)") if clip else "gradient clipping: none",
         (f"trainable=head: {len(trainer.trained)} head tensors trained, the model applied with "
          f"train=False (optax.set_to_zero on the backbone) -> requires_grad_(False) on the "
          f"backbone, the optimizer over the head only, model.eval()")
@@ -398,9 +398,9 @@ def run(name: str, config, *, steps: int = 10, batch: int = 8, size: int = 64,
 
 def report(result: TrainParityResult) -> str:
     """The end of the check's output: the differences, and the verdict."""
-    lines = [f"jaxzoo against torch (float32):", result.diff.describe(),
-             f"  training moved the weights by up to {result.weight_change:.2e} of a tensor's "
-             f"largest magnitude"]
+    lines = ["jaxzoo against torch (float32):", result.diff.describe(),
+             (f"  training moved the weights by up to {result.weight_change:.2e} of a tensor's "
+              f"largest magnitude")]
     if result.jax_vs_reference is not None:
         lines += ["jaxzoo against torch in float64:", result.jax_vs_reference.describe(),
                   "torch (float32) against torch in float64, the float32 floor:",
@@ -428,7 +428,10 @@ def load_config(model: str, name: str | None = None, overrides=()):
         key, sep, text = item.partition("=")
         if not sep:
             raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
-        configs.check_override(config, key)
+        try:
+            configs.check_override(config, key)
+        except ValueError as e:
+            raise ValueError(str(e).replace("--config.", "--set ")) from None
         try:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError):

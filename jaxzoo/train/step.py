@@ -71,7 +71,9 @@ def make_train_step(model, mesh, *, num_classes: int, aux_loss_weights=(), label
                                            rngs={"dropout": dropout_rng})
             batch_stats = updates.get("batch_stats", state.batch_stats)  # {} without BatchNorm
         logits, *aux = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
-        if len(aux) != len(aux_loss_weights):
+        # A frozen backbone runs in inference mode, where GoogLeNet and Inception v3 return no
+        # auxiliary outputs: their loss weights have nothing to weigh.
+        if len(aux) != len(aux_loss_weights) and not (frozen_backbone and not aux):
             raise ValueError(
                 f"the model returns {len(aux)} auxiliary output(s) in train mode but "
                 f"config.aux_loss_weights has {len(aux_loss_weights)} weight(s); give one weight "

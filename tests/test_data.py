@@ -379,6 +379,8 @@ def test_tfds_download_failure_suggests_offline_datasets(tmp_path, monkeypatch):
         raise ConnectionError("network is unreachable")
 
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
+    # The host answers (the quick reachability check passes); the download itself fails.
+    monkeypatch.setattr(tfds_source, "unreachable_download_hosts", lambda urls: None)
     with pytest.raises(RuntimeError) as info:
         load("tf_flowers", data_dir=str(tmp_path))
     message = str(info.value)
@@ -405,3 +407,246 @@ def test_importing_jaxzoo_does_not_import_tensorflow_and_torchvision_still_loads
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                             cwd=os.path.dirname(os.path.dirname(__file__)))
     assert result.returncode == 0 and "imported" in result.stdout, result.stderr[-2000:]
+
+
+# --------------------------------------------------------------------------- uint8 batches
+
+
+def test_uint8_batches_normalized_on_the_device_are_the_float_batches(tfds_dir):
+    import jax
+
+    from jaxzoo.data._tf import tf
+
+    # jaxzoo.imagenet.normalize (what the train and eval steps apply to uint8 batches) and the
+    # host's normalize give the same numbers for every pixel value; XLA's within a rounding.
+    levels = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
+    np.testing.assert_array_equal(pipeline.normalize(tf.constant(levels)).numpy(),
+                                  imagenet.normalize(levels))
+    np.testing.assert_allclose(jax.jit(imagenet.normalize)(levels), imagenet.normalize(levels),
+                               rtol=1e-6, atol=1e-6)
+    # Resampled values become pixels as PIL's resampling ends: rounded half up, clamped.
+    np.testing.assert_array_equal(
+        pipeline.to_uint8(tf.constant([-3.0, 0.49, 0.5, 1.5, 127.2, 254.5, 255.4, 300.0])),
+        [0, 0, 1, 2, 127, 255, 255, 255])
+
+    kwargs = dict(data_dir=tfds_dir, image_size=24, global_batch_size=16, eval_batch_size=40,
+                  seed=5)
+    floats, pixels = load(**kwargs), load(image_dtype="uint8", **kwargs)
+    assert (floats.image_dtype, pixels.image_dtype) == ("float32", "uint8")
+    pairs = list(zip(list(floats.train_batches(1))[:4], pixels.train_batches(1))) + list(
+        zip(floats.val_batches(), pixels.val_batches(), strict=True))
+    assert len(pairs) == 4 + 3
+    for ours, theirs in pairs:
+        assert theirs["image"].dtype == np.uint8 and theirs["image"].shape == ours["image"].shape
+        assert set(theirs) == set(ours)
+        np.testing.assert_array_equal(theirs["label"], ours["label"])
+        if "mask" in ours:
+            np.testing.assert_array_equal(theirs["mask"], ours["mask"])
+            assert not theirs["image"][~theirs["mask"]].any()  # padding is zeros
+            real = ours["mask"]
+        else:
+            real = np.ones(len(ours["label"]), bool)
+        np.testing.assert_array_equal(imagenet.normalize(theirs["image"][real]),
+                                      ours["image"][real])
+    with pytest.raises(ValueError, match="image_dtype"):
+        load(image_dtype="float16", **kwargs)
+
+
+# --------------------------------------------------------------------------- JPEG crop windows
+
+
+def _jpeg(image: np.ndarray, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", **kwargs)
+    return buffer.getvalue()
+
+
+def _photo_jpegs() -> dict[str, bytes]:
+    """Real photos encoded as cameras and PIL do: chroma 4:2:0, 4:2:2 and 4:4:4, progressive,
+    grayscale, and a size that is not a multiple of the 16-pixel blocks."""
+    from skimage import data as photos
+
+    jpegs = {}
+    for name, photo in [("chelsea", photos.chelsea()), ("coffee", photos.coffee())]:
+        jpegs[f"{name} 4:2:0"] = _jpeg(photo, quality=90)
+        jpegs[f"{name} 4:2:2"] = _jpeg(photo, quality=75, subsampling=1)
+        jpegs[f"{name} 4:4:4"] = _jpeg(photo, quality=95, subsampling=0)
+        jpegs[f"{name} progressive"] = _jpeg(photo, quality=85, progressive=True)
+        jpegs[f"{name} gray"] = _jpeg(np.asarray(Image.fromarray(photo).convert("L")))
+        jpegs[f"{name} 333x217"] = _jpeg(np.asarray(Image.fromarray(photo).resize((333, 217))))
+    return jpegs
+
+
+def test_jpeg_window_decoding_gives_the_full_decodes_pixels(monkeypatch):
+    from jaxzoo.data import source
+    from jaxzoo.data._tf import tf
+
+    rng = np.random.default_rng(0)
+    cases = []
+    for name, contents in _photo_jpegs().items():
+        whole = tf.io.decode_image(contents, channels=3, expand_animations=False).numpy()
+        height, width = whole.shape[:2]
+        for i in range(30):
+            h, w = rng.integers(1, height + 1), rng.integers(1, width + 1)
+            y, x = rng.integers(0, height - h + 1), rng.integers(0, width - w + 1)
+            if i % 2:  # on the 16-pixel block grid, where the decoded region starts
+                y, x = y // 16 * 16, x // 16 * 16
+            cases.append((name, contents, whole, (y, x, h, w)))
+
+    def decoded(contents, window):
+        y, x, h, w = window
+        return source.decode_window(contents, lambda shape: (tf.constant([y, x, 0]),
+                                                             tf.constant([h, w, -1]))).numpy()
+
+    for name, contents, whole, (y, x, h, w) in cases:
+        np.testing.assert_array_equal(decoded(contents, (y, x, h, w)), whole[y:y + h, x:x + w],
+                                      err_msg=f"{name}, window {(y, x, h, w)}")
+
+    # Decoded alone, a window's outermost rows and columns can differ from the full decode where
+    # chroma is subsampled: what the margin around the window is for.
+    monkeypatch.setattr(source, "JPEG_WINDOW_MARGIN", 0)
+    differing = set()
+    for name, contents, whole, (y, x, h, w) in cases:
+        delta = np.abs(decoded(contents, (y, x, h, w)).astype(int)
+                       - whole[y:y + h, x:x + w]).max(axis=-1)
+        rows, cols = np.nonzero(delta)
+        assert np.all((rows == 0) | (rows == h - 1) | (cols == 0) | (cols == w - 1)), name
+        if len(rows):
+            differing.add(name.split()[1])
+    assert differing and differing <= {"4:2:0", "4:2:2", "progressive", "333x217"}, differing
+
+
+def _photo_folder(root):
+    """train/{cat,coffee}: JPEG crops of two photos in several encodings, a PNG and a CMYK JPEG
+    (decoded by PIL); val/ one JPEG each."""
+    from skimage import data as photos
+
+    rng = np.random.default_rng(1)
+    for label, photo in enumerate([photos.chelsea(), photos.coffee()]):
+        train = root / "train" / ["cat", "coffee"][label]
+        for i, kwargs in enumerate([dict(quality=90), dict(quality=80, subsampling=1),
+                                    dict(quality=95, subsampling=0), dict(progressive=True)]):
+            y, x = rng.integers(0, 60), rng.integers(0, 80)
+            _save(train / f"{i}.jpg", Image.fromarray(photo[y:y + 240, x:x + 320]), **kwargs)
+        _save(train / "png.png", Image.fromarray(photo[::2, ::2]))
+        _save(train / "cmyk.jpg", Image.fromarray(photo[:200, :300]).convert("CMYK"), quality=90)
+        _save(root / "val" / ["cat", "coffee"][label] / "0.jpg", Image.fromarray(photo))
+
+
+def test_train_batches_decode_only_the_crop_window_of_jpegs_same_pixels_same_resume(
+        tmp_path, monkeypatch):
+    from jaxzoo.data._tf import tf
+
+    _photo_folder(tmp_path)
+    windows = []
+    decode_and_crop = tf.image.decode_and_crop_jpeg
+    monkeypatch.setattr(tf.image, "decode_and_crop_jpeg", lambda *args, **kwargs: (
+        windows.append(1) or decode_and_crop(*args, **kwargs)))
+    for image_dtype in ("uint8", "float32"):
+        kwargs = dict(image_size=64, global_batch_size=4, seed=2, image_dtype=image_dtype)
+        cropped, whole = load(f"folder:{tmp_path}", **kwargs), load(f"folder:{tmp_path}", **kwargs)
+        whole.crop_decoding = False
+        assert cropped.steps_per_epoch == 3
+        windows.clear()
+        epoch = list(cropped.train_batches(1))
+        assert windows  # the pipeline decodes JPEG windows...
+        windows.clear()
+        reference = list(whole.train_batches(1))
+        assert not windows  # ...and this one whole JPEGs
+        for a, b in zip(epoch, reference, strict=True):
+            np.testing.assert_array_equal(a["image"], b["image"])  # pixel-identical crops
+            np.testing.assert_array_equal(a["label"], b["label"])
+        for a, b in zip(epoch[1:], cropped.train_batches(1, start_step=1), strict=True):
+            np.testing.assert_array_equal(a["image"], b["image"])  # exact resume
+        assert not np.array_equal(epoch[0]["image"], next(cropped.train_batches(2))["image"])
+
+
+def test_tfds_examples_decode_the_crop_window_of_jpegs_too(tfds_dir):
+    from jaxzoo.data._tf import tf
+
+    contents = _photo_jpegs()["coffee 4:2:0"]
+    whole = tf.io.decode_jpeg(contents, channels=3).numpy()
+    image, label = pipeline._tfds_decode_crop(
+        {"image": tf.constant(contents), "label": tf.constant(3, tf.int64)},
+        lambda shape: (tf.constant([37, 101, 0]), tf.constant([150, 222, -1])))
+    np.testing.assert_array_equal(image.numpy(), whole[37:187, 101:323])
+    assert label.dtype == tf.int32 and int(label) == 3
+
+    # shapes is a TFDS dataset of PNGs: decoded whole either way, the same batches.
+    kwargs = dict(data_dir=tfds_dir, image_dtype="uint8", seed=7)
+    cropped, whole_decoded = load(**kwargs), load(**kwargs)
+    whole_decoded.crop_decoding = False
+    for a, b in zip(cropped.train_batches(1), whole_decoded.train_batches(1), strict=True):
+        np.testing.assert_array_equal(a["image"], b["image"])
+
+
+def test_epoch_pipelines_run_without_tf_data_autotuning():
+    """tf.data's autotuner made deleting a finished epoch's iterator wait for its thread's next
+    wake-up: the slow epochs of benchmarks/README.md's input section."""
+    from jaxzoo.data._tf import tf
+
+    assert pipeline._batched(tf.data.Dataset.range(8), 4).options().autotune.enabled is False
+
+
+# --------------------------------------------------------------------------- prefetch to device
+
+
+def test_prefetch_to_device_puts_the_next_batch_while_the_current_one_is_used():
+    from jaxzoo.data.device import prefetch_to_device
+
+    def run(size, count=4):
+        events = []
+
+        def batches():
+            for i in range(count):
+                events.append(f"read {i}")
+                yield {"x": np.full(2, i)}
+
+        def put(batch):
+            events.append(f"put {batch['x'][0]}")
+            return {"x": batch["x"] * 10}
+
+        for batch in prefetch_to_device(batches(), put, size=size):
+            events.append(f"use {batch['x'][0]}")
+        return events
+
+    assert run(size=2) == ["read 0", "put 0", "read 1", "put 1", "use 0", "read 2", "put 2",
+                           "use 10", "read 3", "put 3", "use 20", "use 30"]
+    assert run(size=1, count=2) == ["read 0", "put 0", "use 0", "read 1", "put 1", "use 10"]
+    assert run(size=3, count=3) == ["read 0", "put 0", "read 1", "put 1", "read 2", "put 2",
+                                    "use 0", "use 10", "use 20"]
+    assert run(size=2, count=0) == []
+    used = []
+    with pytest.raises(ZeroDivisionError):  # a batch that fails to load...
+        for batch in prefetch_to_device(({"x": i} if i < 2 else 1 / 0 for i in range(3)),
+                                        lambda b: b):
+            used.append(batch["x"])
+    assert used == [0, 1]  # ...fails after the batches before it are used
+    steps = list(prefetch_to_device(iter([(1, 1, {"x": 1}), (2, 1, {"x": 2})]),
+                                    lambda b: {"x": b["x"] + 100}))
+    assert steps == [(1, 1, {"x": 101}), (2, 1, {"x": 102})]  # (step, epoch, batch) items
+    with pytest.raises(ValueError, match="size"):
+        next(prefetch_to_device([], lambda b: b, size=0))
+
+
+def test_prefetch_to_device_with_shard_batch_yields_global_uint8_arrays():
+    import functools
+
+    import jax
+
+    from jaxzoo.data.device import prefetch_to_device
+    from jaxzoo.train.step import AXIS, make_mesh, shard_batch
+
+    mesh = make_mesh()
+    rng = np.random.default_rng(0)
+    batches = [{"image": rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8),
+                "label": np.arange(4, dtype=np.int32) + i} for i in range(3)]
+    out = list(prefetch_to_device(iter(batches), functools.partial(shard_batch, mesh)))
+    assert len(out) == 3
+    for host, device in zip(batches, out):
+        for key in host:
+            assert isinstance(device[key], jax.Array)
+            assert device[key].sharding == jax.sharding.NamedSharding(
+                mesh, jax.sharding.PartitionSpec(AXIS))
+            np.testing.assert_array_equal(np.asarray(device[key]), host[key])
+        assert device["image"].dtype == np.uint8  # a quarter of float32's bytes to copy

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from jaxzoo.data._tf import tf
-from jaxzoo.data.source import Source
+from jaxzoo.data.source import Source, Window, crop, decode_window
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff",
                     ".webp")
@@ -132,6 +132,21 @@ def decode(example):
 
     def with_pil():
         return tf.py_function(_pil_decode, [example["path"]], tf.uint8)
+
+    image = tf.cond(example["tf_decodes"], with_tf, with_pil)
+    image.set_shape([None, None, 3])
+    return image, example["label"]
+
+
+def decode_crop(example, window: Window):
+    """``decode`` cropped to ``window``: of a JPEG TensorFlow reads, only that window is decoded."""
+    def with_tf():
+        return decode_window(tf.io.read_file(example["path"]), window)
+
+    def with_pil():
+        image = tf.py_function(_pil_decode, [example["path"]], tf.uint8)
+        image.set_shape([None, None, 3])
+        return crop(image, window)
 
     image = tf.cond(example["tf_decodes"], with_tf, with_pil)
     image.set_shape([None, None, 3])
@@ -254,4 +269,4 @@ def folder_source(path: str, *, val_fraction: float, process_index: int, process
 
     return Source(class_names=class_names, num_train=len(train), num_val=len(val),
                   train=train_ds, val=lambda: _dataset(my_val), decode=decode,
-                  skipped=dict(skipped))
+                  skipped=dict(skipped), decode_crop=decode_crop)

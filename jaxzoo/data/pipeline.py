@@ -2,14 +2,22 @@
 
     data = get_datasets("tf_flowers", image_size=224, global_batch_size=64)
     for batch in data.train_batches(epoch):   # {"image": (B, H, W, 3) float32, "label": (B,) int32}
-        ...
+        ...                                   # (uint8 images with image_dtype="uint8")
     for batch in data.val_batches():          # the same plus "mask": (B,) bool, False on padding
         ...
 
 Training images get torchvision's RandomResizedCrop and a horizontal flip, evaluation images its
-Resize(size / 0.875) + CenterCrop(size); both are normalized with the ImageNet mean and std. All of
-it runs in TensorFlow ops on the host CPU, in parallel, ahead of the training step.
+Resize(size / 0.875) + CenterCrop(size). All of it runs in TensorFlow ops on the host CPU, in
+parallel, ahead of the training step. Of a JPEG, training decodes only the crop's window.
+
+The resampled images are rounded to uint8, as torchvision's PIL transforms produce them.
+``image_dtype="uint8"`` yields them so: a quarter of the bytes to copy to the accelerator and no
+normalizing on the host; the train and eval steps normalize uint8 batches on the device
+(``jaxzoo.train.step.model_input``, with ``jaxzoo.imagenet.normalize``). ``image_dtype="float32"``
+(the default) normalizes them on the host with ``normalize``, which computes the same numbers in
+TensorFlow.
 """
+import dataclasses
 import math
 
 import numpy as np
@@ -17,33 +25,58 @@ import numpy as np
 from jaxzoo import imagenet
 from jaxzoo.data._tf import tf
 from jaxzoo.data import folder, tfds_source
-from jaxzoo.data.source import Source
+from jaxzoo.data.source import Source, Window, crop, decode_window
 
 EVAL_CROP_FRACTION = 0.875
 CROP_SCALE = (0.08, 1.0)        # torchvision's RandomResizedCrop defaults
 CROP_RATIO = (3 / 4, 4 / 3)
 SHAPES_CROP_SCALE = (0.35, 1.0)  # small synthetic images: a 8% crop would often miss the shape
+IMAGE_DTYPES = ("float32", "uint8")
+
+# jaxzoo.imagenet.normalize's constants, in float32 as it computes them.
+_MEAN_255 = np.asarray(imagenet.MEAN, np.float32) * np.float32(255.0)
+_STD_255 = np.asarray(imagenet.STD, np.float32) * np.float32(255.0)
 
 
 def normalize(image: tf.Tensor) -> tf.Tensor:
-    """uint8-range RGB to ImageNet-normalized float32, as torchvision's ToTensor + Normalize."""
-    image = tf.cast(image, tf.float32) / 255.0
-    return (image - tf.constant(imagenet.MEAN)) / tf.constant(imagenet.STD)
+    """uint8-range RGB to ImageNet-normalized float32, as torchvision's ToTensor + Normalize:
+    ``jaxzoo.imagenet.normalize`` in TensorFlow ops (the same float32 operations, the same
+    numbers)."""
+    return (tf.cast(image, tf.float32) - tf.constant(_MEAN_255)) / tf.constant(_STD_255)
 
 
-def random_resized_crop(image, size: int, seed, scale=CROP_SCALE, ratio=CROP_RATIO):
-    """torchvision's RandomResizedCrop: a random area ``scale`` and aspect ``ratio`` (width/height)
-    crop resized to ``size`` x ``size``; stateless, so ``seed`` (shape (2,)) fixes the crop."""
-    begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(image), bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]),
+def to_uint8(image: tf.Tensor) -> tf.Tensor:
+    """Resampled float pixels (0-255) as uint8: rounded half up and clamped, as PIL's resampling
+    (what torchvision's transforms run) ends."""
+    return tf.cast(tf.clip_by_value(tf.floor(image + 0.5), 0.0, 255.0), tf.uint8)
+
+
+def crop_window(shape, seed, scale=CROP_SCALE, ratio=CROP_RATIO):
+    """RandomResizedCrop's window of an image of ``shape`` (height, width, channels): a random area
+    ``scale`` and aspect ``ratio`` (width/height), as ``(begin, size)`` for ``tf.slice``. It
+    depends only on the height, the width and ``seed`` (shape (2,)), so a JPEG's header gives it
+    without decoding."""
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.stack([shape[0], shape[1], 3]),
+        bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]),
         seed=seed, min_object_covered=0.0, aspect_ratio_range=ratio, area_range=scale,
         max_attempts=10, use_image_if_no_bounding_boxes=True)
-    image = tf.slice(image, begin, crop_size)
+    return begin, size
+
+
+def _resize(image, size: int):
     return tf.image.resize(image, [size, size], method="bilinear", antialias=True)
 
 
+def random_resized_crop(image, size: int, seed, scale=CROP_SCALE, ratio=CROP_RATIO):
+    """torchvision's RandomResizedCrop of a decoded image: ``crop_window`` resized to ``size`` x
+    ``size`` (uint8); stateless, so ``seed`` (shape (2,)) fixes the crop."""
+    return to_uint8(_resize(crop(image, lambda shape: crop_window(shape, seed, scale, ratio)),
+                            size))
+
+
 def resize_center_crop(image, size: int):
-    """torchvision's Resize(int(size / 0.875)) (shorter side) + CenterCrop(size)."""
+    """torchvision's Resize(int(size / 0.875)) (shorter side) + CenterCrop(size), uint8."""
     resize = int(size / EVAL_CROP_FRACTION)
     shape = tf.shape(image)
     height, width = shape[0], shape[1]
@@ -55,7 +88,7 @@ def resize_center_crop(image, size: int):
                             antialias=True)
     top = tf.cast(tf.round(tf.cast(new_height - size, tf.float32) / 2), tf.int32)
     left = tf.cast(tf.round(tf.cast(new_width - size, tf.float32) / 2), tf.int32)
-    return tf.slice(image, tf.stack([top, left, 0]), [size, size, 3])
+    return to_uint8(tf.slice(image, tf.stack([top, left, 0]), [size, size, 3]))
 
 
 def _plain_tf(fn):
@@ -65,16 +98,21 @@ def _plain_tf(fn):
     return tf.autograph.experimental.do_not_convert(fn)
 
 
-def _numpy_batches(ds, batch: int):
-    """``ds`` in full batches, prefetched, as numpy, with tf.data's autotuning off. Its
-    optimization thread made deleting a finished epoch's iterator wait up to a second (0-1.04 s,
-    in 5 of 10 epochs of 1,024 JPEGs: the slow epochs of ``bench --input``). Without it
-    ``AUTOTUNE`` parallelism is fixed (the map runs on every core) and the epochs took the same
-    time."""
+def _batched(ds, batch: int):
+    """``ds`` in full batches, prefetched, with tf.data's autotuning off. The autotuner's thread
+    wakes 10, 30, 70, ... ms after an iterator starts (its period doubles from 10 ms), and
+    deleting a finished iterator often waited for its next wake-up: the epoch then lasted until
+    10 ms x (2^k - 1) after its start, whatever its work (the slow mode of ``bench --input``,
+    benchmarks/README.md). Without the autotuner ``AUTOTUNE`` means a fixed parallelism (the map
+    runs on every core)."""
     options = tf.data.Options()
     options.autotune.enabled = False
     ds = ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-    return ds.with_options(options).as_numpy_iterator()
+    return ds.with_options(options)
+
+
+def _numpy_batches(ds, batch: int):
+    return _batched(ds, batch).as_numpy_iterator()
 
 
 def _seed(*numbers: int) -> int:
@@ -87,7 +125,9 @@ class Datasets:
 
     def __init__(self, source: Source, *, image_size: int, global_batch_size: int,
                  eval_batch_size: int, seed: int, process_index: int, process_count: int,
-                 augment: bool, crop_scale: tuple[float, float]):
+                 augment: bool, crop_scale: tuple[float, float], image_dtype: str = "float32"):
+        if image_dtype not in IMAGE_DTYPES:
+            raise ValueError(f"image_dtype must be one of {IMAGE_DTYPES}, got {image_dtype!r}")
         self._source = source
         self.class_names = source.class_names
         self.num_train = source.num_train
@@ -106,11 +146,25 @@ class Datasets:
         self.process_count = process_count
         self.augment = augment
         self.crop_scale = tuple(crop_scale)
+        self.image_dtype = image_dtype
+        # Decode only the crop window of JPEGs for RandomResizedCrop (the same pixels as the full
+        # decode); False decodes whole images, as a reference for tests and benchmarks.
+        self.crop_decoding = True
 
     def __repr__(self):
         return (f"Datasets({len(self.class_names)} classes, {self.num_train} train / "
                 f"{self.num_val} val, {self.steps_per_epoch} steps per epoch of "
                 f"{self.global_batch_size}, {self.image_size} px)")
+
+    def _finish(self, image):
+        """A uint8 image as this pipeline yields it: uint8, or normalized float32."""
+        return image if self.image_dtype == "uint8" else normalize(image)
+
+    def _decode_crop(self, example, window: Window):
+        if self.crop_decoding and self._source.decode_crop is not None:
+            return self._source.decode_crop(example, window)
+        image, label = self._source.decode(example)
+        return crop(image, window), label
 
     def train_batches(self, epoch: int, start_step: int = 0):
         """One epoch of this process's training batches, from step ``start_step`` on.
@@ -125,15 +179,17 @@ class Datasets:
         crop_seed = _seed(self.seed, epoch, self.process_index, 1)
 
         def preprocess(position, example):
-            image, label = self._source.decode(example)
             if self.augment:
-                crop, flip = tf.unstack(tf.random.experimental.stateless_split(
+                crop_key, flip = tf.unstack(tf.random.experimental.stateless_split(
                     tf.stack([tf.constant(crop_seed, tf.int64), position]), num=2))
-                image = random_resized_crop(image, size, crop, scale=self.crop_scale)
-                image = tf.image.stateless_random_flip_left_right(image, flip)
+                image, label = self._decode_crop(example, lambda shape: crop_window(
+                    shape, crop_key, scale=self.crop_scale))
+                image = tf.image.stateless_random_flip_left_right(
+                    to_uint8(_resize(image, size)), flip)
             else:
+                image, label = self._source.decode(example)
                 image = resize_center_crop(image, size)
-            return {"image": normalize(image), "label": label}
+            return {"image": self._finish(image), "label": label}
 
         ds = self._source.train(_seed(self.seed, epoch, self.process_index, 0))
         ds = ds.take(self.steps_per_epoch * batch).enumerate().skip(start_step * batch)
@@ -159,15 +215,21 @@ class Datasets:
 
         def preprocess(example):
             image, label = self._source.decode(example)
-            return {"image": normalize(resize_center_crop(image, size)), "label": label,
+            return {"image": self._finish(resize_center_crop(image, size)), "label": label,
                     "mask": tf.constant(True)}
 
         padding = tf.data.Dataset.from_tensors({
-            "image": tf.zeros([size, size, 3], tf.float32), "label": tf.constant(0, tf.int32),
+            "image": tf.zeros([size, size, 3], self.image_dtype), "label": tf.constant(0, tf.int32),
             "mask": tf.constant(False)}).repeat()
         ds = examples.map(_plain_tf(preprocess), num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.concatenate(padding).take(steps * batch)
         return _numpy_batches(ds, batch)
+
+
+def _tfds_decode_crop(example, window: Window):
+    """``Source.decode_crop`` of a TFDS dataset: its examples hold the still-encoded image
+    (``tfds_source`` skips TFDS's own decoding) and an integer label."""
+    return decode_window(example["image"], window), tf.cast(example["label"], tf.int32)
 
 
 def _prepared_builder(make_builder, dataset: str):
@@ -194,7 +256,8 @@ def get_datasets(dataset: str = "shapes", *, image_size: int = 64, global_batch_
                  val_fraction: float = 0.1, process_index: int | None = None,
                  process_count: int | None = None, augment: bool = True,
                  crop_scale: tuple[float, float] | None = None,
-                 max_image_pixels: int = folder.MAX_IMAGE_PIXELS) -> Datasets:
+                 max_image_pixels: int = folder.MAX_IMAGE_PIXELS,
+                 image_dtype: str = "float32") -> Datasets:
     """The training and validation data of ``dataset``, for this process.
 
     ``dataset``: a TFDS name (``tf_flowers``, ``cifar10``, ``imagenette``, ...), ``folder:PATH``
@@ -203,6 +266,8 @@ def get_datasets(dataset: str = "shapes", *, image_size: int = 64, global_batch_
     Batch sizes are global (all processes together) and must divide by the number of processes.
     ``crop_scale``: RandomResizedCrop's area range; torchvision's (0.08, 1) by default, a milder
     (0.35, 1) for ``shapes``. ``max_image_pixels``: larger images of a folder are skipped.
+    ``image_dtype``: ``"float32"`` batches are normalized on the host, ``"uint8"`` ones are the
+    pixels, for the train and eval steps to normalize on the device.
     """
     if process_index is None or process_count is None:
         import jax
@@ -217,6 +282,8 @@ def get_datasets(dataset: str = "shapes", *, image_size: int = 64, global_batch_
                              f"processes ({process_count})")
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction={val_fraction} must be between 0 and 1")
+    if image_dtype not in IMAGE_DTYPES:
+        raise ValueError(f"image_dtype must be one of {IMAGE_DTYPES}, got {image_dtype!r}")
 
     if dataset.startswith("folder:"):
         source = folder.folder_source(dataset.partition(":")[2], val_fraction=val_fraction,
@@ -230,6 +297,8 @@ def get_datasets(dataset: str = "shapes", *, image_size: int = 64, global_batch_
             make_builder = lambda: tfds_source.tfds_builder(dataset, data_dir)  # noqa: E731
         builder = _prepared_builder(make_builder, dataset)
         source = tfds_source.tfds_source(builder, val_fraction, process_index, process_count)
+        if source.decode_crop is None:
+            source = dataclasses.replace(source, decode_crop=_tfds_decode_crop)
 
     if source.num_train < global_batch_size:
         raise ValueError(f"{dataset} has {source.num_train} training examples, fewer than one "
@@ -237,4 +306,4 @@ def get_datasets(dataset: str = "shapes", *, image_size: int = 64, global_batch_
     return Datasets(source, image_size=image_size, global_batch_size=global_batch_size,
                     eval_batch_size=eval_batch_size, seed=seed, process_index=process_index,
                     process_count=process_count, augment=augment,
-                    crop_scale=crop_scale or CROP_SCALE)
+                    crop_scale=crop_scale or CROP_SCALE, image_dtype=image_dtype)

@@ -29,8 +29,8 @@ def config_file(name_or_path: str) -> tuple[str, str]:
     if name_or_path not in names:
         close = difflib.get_close_matches(name_or_path, names, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown config {name_or_path!r}.{hint} Available configs: "
-                         f"{', '.join(names)} (or a path to a config file)")
+        raise ValueError(f"unknown config {name_or_path!r}. Available configs: "
+                         f"{', '.join(names)} (or a path to a config file).{hint}")
     return os.path.join(CONFIG_DIR, f"{name_or_path}.py"), name_or_path
 
 

@@ -79,7 +79,8 @@ def _load_data(config):
                         data_dir=config.data_dir or None, val_fraction=config.val_fraction,
                         process_index=jax.process_index(), process_count=jax.process_count(),
                         augment=config.augment, max_image_pixels=config.max_image_pixels,
-                        crop_scale=tuple(config.get("crop_scale", ())) or None)
+                        crop_scale=tuple(config.get("crop_scale", ())) or None,
+                        image_dtype="uint8")  # normalized on the device (step.model_input)
 
 
 def evaluate(eval_step, state, mesh, data) -> dict:

@@ -12,7 +12,7 @@ from jaxzoo import bench
 
 @pytest.mark.slow
 def test_train_runner_times_the_step_train_py_builds_from_the_model_config():
-    runner = bench.JaxRunner("resnet18_cifar", "train", batch=2, size=8, dtype="float32",
+    runner = bench.JaxRunner("inception10", "train", batch=2, size=8, dtype="float32",
                              lowering="xla")
     assert runner.aux_loss_weights == ()
     before = jax.device_get(runner.state.step)
@@ -100,9 +100,9 @@ def test_input_benchmark_reads_every_image_both_ways(tmp_path):
 @pytest.mark.slow
 def test_each_frameworks_peak_memory_is_measured_in_a_process_of_its_own():
     kwargs = dict(batch=2, size=32, dtype="float32", threads=2, lowering="xla", steps=1)
-    ours = bench.peak_rss_apart("jaxzoo", "resnet18", "train", **kwargs)
-    theirs = bench.peak_rss_apart("torch", "resnet18", "train", **kwargs)
-    # Each a whole process's peak: a framework and a compiled or built resnet18 at least.
+    ours = bench.peak_rss_apart("jaxzoo", "squeezenet1_1", "train", **kwargs)
+    theirs = bench.peak_rss_apart("torch", "squeezenet1_1", "train", **kwargs)
+    # Each a whole process's peak: a framework and a compiled or built squeezenet at least.
     assert 200 < ours < 8000 and 200 < theirs < 8000
     with pytest.raises(RuntimeError, match="peak memory for no_such_model failed"):
         bench.peak_rss_apart("jaxzoo", "no_such_model", "train", **kwargs)

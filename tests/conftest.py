@@ -65,3 +65,33 @@ def compiled_apply(model, method: str | None = None, train: bool = False):
 def _highest_matmul_precision():
     with jax.default_matmul_precision("highest"):
         yield
+
+
+def meta_torchvision_model(name: str, **kwargs):
+    """torchvision's model on the meta device: parameter shapes without memory or init time."""
+    import torchvision
+
+    with torch.device("meta"):
+        return getattr(torchvision.models, name)(weights=None, **kwargs)
+
+
+def torch_state_shapes(variables, dotted_indices: bool = True) -> dict[str, tuple[int, ...]]:
+    """The torch state-dict keys and shapes that ``variables`` (arrays or their
+    ``jax.ShapeDtypeStruct``) convert to, ``num_batches_tracked`` included, as
+    ``convert.to_torch`` writes them."""
+    from flax import traverse_util
+
+    from jaxzoo import convert
+
+    out = {}
+    for (collection, *path), leaf in traverse_util.flatten_dict(dict(variables)).items():
+        key = convert.torch_key(collection, tuple(path), dotted_indices)
+        shape = tuple(leaf.shape)
+        if path[-1] == "kernel" and len(shape) == 4:  # HWIO -> OIHW
+            shape = (shape[3], shape[2], shape[0], shape[1])
+        elif path[-1] == "kernel" and len(shape) == 2:  # Dense (in, out) -> Linear (out, in)
+            shape = shape[::-1]
+        out[key] = shape
+        if collection == "batch_stats" and path[-1] == "var":
+            out[key[: -len("running_var")] + "num_batches_tracked"] = ()
+    return out

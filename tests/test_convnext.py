@@ -14,7 +14,6 @@ import pytest
 import torch
 import torchvision
 from flax import linen as nn
-from flax import traverse_util
 
 import jaxzoo
 from jaxzoo import convert
@@ -22,15 +21,10 @@ from jaxzoo.convert import parity
 from jaxzoo.models import convnext
 from jaxzoo.models.registry import variable_shapes
 
-from conftest import assert_parity, photo_batch
+from conftest import assert_parity, meta_torchvision_model, photo_batch, torch_state_shapes
 
 NAMES = ["convnext_tiny", "convnext_small", "convnext_base", "convnext_large"]
 
-
-def _meta_torchvision_model(name):
-    """torchvision's model on the meta device: parameter shapes without memory or init time."""
-    with torch.device("meta"):
-        return getattr(torchvision.models, name)(weights=None)
 
 
 @functools.lru_cache(maxsize=None)
@@ -38,24 +32,16 @@ def _shapes(name):
     return variable_shapes(jaxzoo.create_model(name), 32)
 
 
-def _torch_layout(leaf, shape):
-    if leaf == "kernel" and len(shape) == 4:  # HWIO -> OIHW
-        return (shape[3], shape[2], shape[0], shape[1])
-    if leaf == "kernel" and len(shape) == 2:  # Dense (in, out) -> Linear (out, in)
-        return (shape[1], shape[0])
-    return tuple(shape)
-
 
 @pytest.mark.parametrize("name", NAMES)
 def test_parameter_count_keys_and_shapes_equal_torchvision(name):
-    torch_model = _meta_torchvision_model(name)
+    torch_model = meta_torchvision_model(name)
     expected = {k: tuple(v.shape) for k, v in torch_model.state_dict().items()}
     shapes = _shapes(name)
     assert "batch_stats" not in shapes
     assert sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes["params"])) == sum(
         p.numel() for p in torch_model.parameters())
-    ours = {convert.torch_key(collection, tuple(path)): _torch_layout(path[-1], leaf.shape)
-            for (collection, *path), leaf in traverse_util.flatten_dict(shapes).items()}
+    ours = torch_state_shapes(shapes)
     assert ours == expected
     # The spec's feature channels are the widths of torchvision's four stages.
     assert jaxzoo.get_spec(name).feature_channels == tuple(
@@ -120,7 +106,7 @@ def test_stochastic_depth_grows_as_torchvisions(name):
     torchvision's default for each size (0.1, 0.4, 0.5, 0.5)."""
     from torchvision.ops import StochasticDepth
 
-    theirs = [(m.p, m.mode) for m in _meta_torchvision_model(name).modules()
+    theirs = [(m.p, m.mode) for m in meta_torchvision_model(name).modules()
               if isinstance(m, StochasticDepth)]
     ours = []
 

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from flax import traverse_util
 
 import jaxzoo
 from jaxzoo import convert
@@ -19,7 +18,7 @@ from jaxzoo.convert import parity
 from jaxzoo.models import regnet
 from jaxzoo.models.registry import variable_shapes
 
-from conftest import assert_parity, compiled_apply, photo_batch
+from conftest import assert_parity, compiled_apply, photo_batch, torch_state_shapes
 
 NAMES = [n for n in jaxzoo.list_models() if n.startswith("regnet_")]
 
@@ -55,24 +54,6 @@ def _shapes(name):
     return variable_shapes(jaxzoo.create_model(name), 32)
 
 
-def _torch_layout(leaf, shape):
-    if leaf == "kernel" and len(shape) == 4:  # HWIO -> OIHW
-        return (shape[3], shape[2], shape[0], shape[1])
-    if leaf == "kernel" and len(shape) == 2:  # Dense (in, out) -> Linear (out, in)
-        return (shape[1], shape[0])
-    return tuple(shape)
-
-
-def _torch_shapes_of(shapes) -> dict[str, tuple[int, ...]]:
-    """The torch state-dict keys and shapes our variables convert to (num_batches_tracked
-    included, as ``convert.to_torch`` writes it)."""
-    out = {}
-    for (collection, *path), leaf in traverse_util.flatten_dict(shapes).items():
-        key = convert.torch_key(collection, tuple(path))
-        out[key] = _torch_layout(path[-1], leaf.shape)
-        if collection == "batch_stats" and path[-1] == "var":
-            out[key[: -len("running_var")] + "num_batches_tracked"] = ()
-    return out
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -82,7 +63,7 @@ def test_parameter_count_keys_and_shapes_equal_torchvision(name, meta_torchvisio
     shapes = _shapes(name)
     assert sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes["params"])) == sum(
         p.numel() for p in torch_model.parameters())
-    assert _torch_shapes_of(shapes) == expected
+    assert torch_state_shapes(shapes) == expected
     # The spec's feature channels are the widths of torchvision's stages.
     assert jaxzoo.get_spec(name).feature_channels == tuple(
         stage[-1].f.c[0].out_channels for stage in torch_model.trunk_output)

@@ -9,8 +9,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-import torchvision
-from flax import traverse_util
 
 import jaxzoo
 from jaxzoo import convert
@@ -18,7 +16,7 @@ from jaxzoo.convert import parity
 from jaxzoo.models import mnasnet, shufflenet
 from jaxzoo.models.registry import variable_shapes
 
-from conftest import assert_parity, compiled_apply, photo_batch
+from conftest import assert_parity, compiled_apply, meta_torchvision_model, photo_batch, torch_state_shapes
 
 SHUFFLENETS = ["shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5",
                "shufflenet_v2_x2_0"]
@@ -26,45 +24,22 @@ MNASNETS = ["mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3"]
 NAMES = SHUFFLENETS + MNASNETS
 
 
-def _meta_torchvision_model(name):
-    """torchvision's model on the meta device: parameter shapes without memory or init time."""
-    with torch.device("meta"):
-        return getattr(torchvision.models, name)(weights=None)
-
 
 @functools.lru_cache(maxsize=None)
 def _shapes(name):
     return variable_shapes(jaxzoo.create_model(name), 32)
 
 
-def _torch_layout(leaf, shape):
-    if leaf == "kernel" and len(shape) == 4:  # HWIO -> OIHW
-        return (shape[3], shape[2], shape[0], shape[1])
-    if leaf == "kernel" and len(shape) == 2:  # Dense (in, out) -> Linear (out, in)
-        return (shape[1], shape[0])
-    return tuple(shape)
-
-
-def _torch_shapes_of(shapes) -> dict[str, tuple[int, ...]]:
-    """The torch state-dict keys and shapes our variables convert to (num_batches_tracked
-    included, as ``convert.to_torch`` writes it)."""
-    out = {}
-    for (collection, *path), leaf in traverse_util.flatten_dict(shapes).items():
-        key = convert.torch_key(collection, tuple(path))
-        out[key] = _torch_layout(path[-1], leaf.shape)
-        if collection == "batch_stats" and path[-1] == "var":
-            out[key[: -len("running_var")] + "num_batches_tracked"] = ()
-    return out
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_parameter_count_keys_and_shapes_equal_torchvision(name):
-    torch_model = _meta_torchvision_model(name)
+    torch_model = meta_torchvision_model(name)
     expected = {k: tuple(v.shape) for k, v in torch_model.state_dict().items()}
     shapes = _shapes(name)
     assert sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes["params"])) == sum(
         p.numel() for p in torch_model.parameters())
-    assert _torch_shapes_of(shapes) == expected
+    assert torch_state_shapes(shapes) == expected
     # The spec's feature channels are torchvision's widths at strides 4, 8, 16 and 32.
     if name.startswith("shufflenet"):
         widths = torch_model._stage_out_channels

@@ -67,6 +67,14 @@ def _highest_matmul_precision():
         yield
 
 
+@functools.lru_cache(maxsize=None)
+def model_shapes(name: str, size: int = 32) -> dict:
+    """The variable shapes of model ``name`` (default options) at ``size`` px, traced once."""
+    from jaxzoo.models.registry import create_model, variable_shapes
+
+    return variable_shapes(create_model(name), size)
+
+
 def meta_torchvision_model(name: str, **kwargs):
     """torchvision's model on the meta device: parameter shapes without memory or init time."""
     import torchvision

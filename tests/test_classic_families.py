@@ -169,7 +169,8 @@ def _parity(name, seed, **torch_kwargs):
 
 @pytest.mark.parametrize("name", ["alexnet", "squeezenet1_0", "squeezenet1_1", "densenet121"])
 def test_eval_parity_and_round_trip(name):
-    _parity(name, seed=11)
+    torch_model, variables, _ = _parity(name, seed=11)  # asserts logits, features, maps
+    assert set(convert.to_torch(name, variables)) == set(torch_model.state_dict())
 
 
 def test_vgg_bn_eval_and_train_mode_parity():

@@ -19,25 +19,18 @@ import jaxzoo
 from jaxzoo import convert
 from jaxzoo.convert import parity
 from jaxzoo.models import convnext
-from jaxzoo.models.registry import variable_shapes
 
-from conftest import assert_parity, meta_torchvision_model, photo_batch, torch_state_shapes
+from conftest import (assert_parity, meta_torchvision_model, model_shapes,
+                      photo_batch, torch_state_shapes)
 
 NAMES = ["convnext_tiny", "convnext_small", "convnext_base", "convnext_large"]
-
-
-
-@functools.lru_cache(maxsize=None)
-def _shapes(name):
-    return variable_shapes(jaxzoo.create_model(name), 32)
-
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_parameter_count_keys_and_shapes_equal_torchvision(name):
     torch_model = meta_torchvision_model(name)
     expected = {k: tuple(v.shape) for k, v in torch_model.state_dict().items()}
-    shapes = _shapes(name)
+    shapes = model_shapes(name)
     assert "batch_stats" not in shapes
     assert sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes["params"])) == sum(
         p.numel() for p in torch_model.parameters())
@@ -53,11 +46,13 @@ def test_feature_maps_have_the_spec_channels_and_strides(name):
     spec = jaxzoo.get_spec(name)
     model = jaxzoo.create_model(name)
     x = jax.ShapeDtypeStruct((2, 64, 64, 3), jnp.float32)
-    maps = jax.eval_shape(lambda v, x: model.apply(v, x, method="feature_maps"), _shapes(name), x)
+    maps = jax.eval_shape(lambda v, x: model.apply(v, x, method="feature_maps"),
+                          model_shapes(name), x)
     assert spec.feature_strides == (4, 8, 16, 32)
     assert [m.shape for m in maps] == [(2, 64 // s, 64 // s, c) for s, c in
                                        zip(spec.feature_strides, spec.feature_channels)]
-    assert _shapes(name)["params"]["classifier_2"]["kernel"].shape[0] == spec.feature_channels[-1]
+    head = model_shapes(name)["params"]["classifier_2"]["kernel"]
+    assert head.shape[0] == spec.feature_channels[-1]
 
 
 def test_eval_logits_and_features_match_torchvision():

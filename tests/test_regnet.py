@@ -3,7 +3,6 @@ state-dict keys and shapes, feature maps; torchvision's models built on the meta
 regnet_y_128gf's 644,812,894 parameters cost no memory), the stage widths of torchvision's
 BlockParams, eval-mode parity of regnet_y_400mf and regnet_x_400mf and train-mode BatchNorm parity
 of regnet_y_400mf on real photos with random weights and randomized BatchNorm statistics."""
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -16,9 +15,8 @@ import jaxzoo
 from jaxzoo import convert
 from jaxzoo.convert import parity
 from jaxzoo.models import regnet
-from jaxzoo.models.registry import variable_shapes
 
-from conftest import assert_parity, compiled_apply, photo_batch, torch_state_shapes
+from conftest import assert_parity, compiled_apply, model_shapes, photo_batch, torch_state_shapes
 
 NAMES = [n for n in jaxzoo.list_models() if n.startswith("regnet_")]
 
@@ -49,18 +47,11 @@ def meta_torchvision(monkeypatch):
     return build
 
 
-@functools.lru_cache(maxsize=None)
-def _shapes(name):
-    return variable_shapes(jaxzoo.create_model(name), 32)
-
-
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_parameter_count_keys_and_shapes_equal_torchvision(name, meta_torchvision):
     torch_model = meta_torchvision(name)
     expected = {k: tuple(v.shape) for k, v in torch_model.state_dict().items()}
-    shapes = _shapes(name)
+    shapes = model_shapes(name)
     assert sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes["params"])) == sum(
         p.numel() for p in torch_model.parameters())
     assert torch_state_shapes(shapes) == expected
@@ -77,12 +68,13 @@ def test_feature_maps_have_the_spec_channels_and_strides(name):
     spec = jaxzoo.get_spec(name)
     model = jaxzoo.create_model(name)
     x = jax.ShapeDtypeStruct((2, 64, 64, 3), jnp.float32)
-    maps = jax.eval_shape(lambda v, x: model.apply(v, x, method="feature_maps"), _shapes(name), x)
+    maps = jax.eval_shape(lambda v, x: model.apply(v, x, method="feature_maps"),
+                          model_shapes(name), x)
     assert spec.feature_strides == (4, 8, 16, 32)
     assert [m.shape for m in maps] == [(2, 64 // s, 64 // s, c) for s, c in
                                        zip(spec.feature_strides, spec.feature_channels)]
     # The last stage's width is the classifier's input width.
-    assert _shapes(name)["params"]["fc"]["kernel"].shape[0] == spec.feature_channels[-1]
+    assert model_shapes(name)["params"]["fc"]["kernel"].shape[0] == spec.feature_channels[-1]
 
 
 @pytest.mark.parametrize("settings", [

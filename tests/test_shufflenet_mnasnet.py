@@ -2,7 +2,6 @@
 state-dict keys and shapes, feature maps), eval- and train-mode parity of the smallest size on
 real photos with random weights and randomized BatchNorm statistics, and the pieces that are easy
 to get subtly wrong (channel shuffle order, MNASNet's width rounding)."""
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -14,9 +13,9 @@ import jaxzoo
 from jaxzoo import convert
 from jaxzoo.convert import parity
 from jaxzoo.models import mnasnet, shufflenet
-from jaxzoo.models.registry import variable_shapes
 
-from conftest import assert_parity, compiled_apply, meta_torchvision_model, photo_batch, torch_state_shapes
+from conftest import (assert_parity, compiled_apply, meta_torchvision_model,
+                      model_shapes, photo_batch, torch_state_shapes)
 
 SHUFFLENETS = ["shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5",
                "shufflenet_v2_x2_0"]
@@ -24,19 +23,11 @@ MNASNETS = ["mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3"]
 NAMES = SHUFFLENETS + MNASNETS
 
 
-
-@functools.lru_cache(maxsize=None)
-def _shapes(name):
-    return variable_shapes(jaxzoo.create_model(name), 32)
-
-
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_parameter_count_keys_and_shapes_equal_torchvision(name):
     torch_model = meta_torchvision_model(name)
     expected = {k: tuple(v.shape) for k, v in torch_model.state_dict().items()}
-    shapes = _shapes(name)
+    shapes = model_shapes(name)
     assert sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes["params"])) == sum(
         p.numel() for p in torch_model.parameters())
     assert torch_state_shapes(shapes) == expected
@@ -56,11 +47,13 @@ def test_feature_maps_have_the_spec_channels_and_strides(name):
     spec = jaxzoo.get_spec(name)
     model = jaxzoo.create_model(name)
     x = jax.ShapeDtypeStruct((2, 64, 64, 3), jnp.float32)
-    maps = jax.eval_shape(lambda v, x: model.apply(v, x, method="feature_maps"), _shapes(name), x)
+    maps = jax.eval_shape(lambda v, x: model.apply(v, x, method="feature_maps"),
+                          model_shapes(name), x)
     assert spec.feature_strides == (4, 8, 16, 32)
     assert [m.shape for m in maps] == [(2, 64 // s, 64 // s, c) for s, c in
                                        zip(spec.feature_strides, spec.feature_channels)]
-    features = jax.eval_shape(lambda v, x: model.apply(v, x, method="features"), _shapes(name), x)
+    features = jax.eval_shape(lambda v, x: model.apply(v, x, method="features"),
+                              model_shapes(name), x)
     assert features.shape == (2, spec.feature_channels[-1])
 
 

@@ -260,7 +260,18 @@ def _peak_rss_child(framework, name, mode, batch, size, dtype, threads, lowering
                              aux_loss_weights=weights, device=torch_device())
     for _ in range(steps):
         runner.step()
-    print(_peak_rss_mib())
+    print(_own_peak_rss_mib())
+
+
+def _own_peak_rss_mib() -> float:
+    """This process's own peak resident memory (MiB): ``VmHWM``, which starts anew with the
+    process's memory at exec, where ``ru_maxrss`` of a child forked from a larger parent keeps
+    the parent's peak."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0  # kB
+    return _peak_rss_mib()  # no /proc (not Linux)
 
 
 def bench_one(name: str, mode: str, *, batch: int, size: int, dtype: str, threads: int,

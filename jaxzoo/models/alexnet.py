@@ -11,7 +11,6 @@ weights ``kaiming_uniform_(a=sqrt(5))`` and biases ``U(-1/sqrt(fan_in), 1/sqrt(f
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any
 
 import jax
@@ -26,16 +25,6 @@ from jaxzoo.models.registry import ModelSpec, register
 # Three 3x3/2 max-pools without padding after an 11x11/4 conv: below 63 pixels the last pool has
 # no full window left (torchvision fails there too).
 MIN_SIZE = 63
-
-
-def torch_default_bias(fan_in: int):
-    """torch's default bias init for Conv2d and Linear: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-
-    def init(key, shape, dtype=jnp.float32):
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-    return init
 
 
 class AlexNet(nn.Module):
@@ -71,8 +60,8 @@ class AlexNet(nn.Module):
 
         def conv_relu(x, features, kernel_size, stride, padding, index):
             fan_in = x.shape[-1] * kernel_size * kernel_size
-            x = conv(features, kernel_size, stride, padding, bias_init=torch_default_bias(fan_in),
-                     name=f"features_{index}")(x)
+            x = conv(features, kernel_size, stride, padding,
+                     bias_init=layers.torch_default_bias(fan_in), name=f"features_{index}")(x)
             return nn.relu(x)
 
         x = x.astype(self.dtype)
@@ -96,7 +85,7 @@ class AlexNet(nn.Module):
 
         def dense(x, features, index):
             return layers.dense(features, dtype=self.dtype,
-                                bias_init=torch_default_bias(x.shape[-1]),
+                                bias_init=layers.torch_default_bias(x.shape[-1]),
                                 name=f"classifier_{index}")(x)
 
         x = nn.Dropout(self.dropout, deterministic=not train)(x)

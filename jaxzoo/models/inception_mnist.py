@@ -15,7 +15,6 @@ converter keeps them as they are (``dotted_indices=False``): ``incep1.branch5x5_
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any
 
 import jax
@@ -31,21 +30,14 @@ NAME = "inception_mnist"
 MIN_SIZE = 28
 
 
-def _torch_bias_init(fan_in: int):
-    """torch's default Conv2d / Linear bias: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-    bound = 1.0 / math.sqrt(fan_in)
-    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound,
-                                                                    bound)
-
-
 def _torch_conv(conv: ModuleDef, x: jax.Array, features: int, kernel_size: int,
                 padding: int = 0, *, name: str) -> jax.Array:
     """``torch.nn.Conv2d(in, features, kernel_size, padding=padding)`` with its default
     initialization (bias included) applied to ``x``; call inside a compact method."""
     fan_in = x.shape[-1] * kernel_size * kernel_size
     return conv(features, kernel_size, padding=padding, use_bias=True,
-                kernel_init=layers.torch_default_kernel, bias_init=_torch_bias_init(fan_in),
-                name=name)(x)
+                kernel_init=layers.torch_default_kernel,
+                bias_init=layers.torch_default_bias(fan_in), name=name)(x)
 
 
 class InceptionA(nn.Module):
@@ -121,7 +113,7 @@ class InceptionMNIST(nn.Module):
         if output == "features":
             return x
         return layers.dense(self.num_classes, dtype=self.dtype,
-                            bias_init=_torch_bias_init(x.shape[-1]), name="fc")(x)
+                            bias_init=layers.torch_default_bias(x.shape[-1]), name="fc")(x)
 
 
 def _builder(num_classes=1000, dtype=jnp.float32, **kwargs):

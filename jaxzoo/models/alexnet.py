@@ -18,7 +18,6 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxzoo.models import layers
-from jaxzoo.models.googlenet import flatten_nchw
 from jaxzoo.models.mobilenet import StrideMaps
 from jaxzoo.models.registry import ModelSpec, register
 
@@ -79,7 +78,7 @@ class AlexNet(nn.Module):
         if output == "feature_maps":
             return maps.add(2, x).at_strides()
 
-        x = flatten_nchw(layers.adaptive_avg_pool(x, 6))
+        x = layers.flatten_nchw(layers.adaptive_avg_pool(x, 6))
         if output == "features":
             return x
 

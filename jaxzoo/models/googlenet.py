@@ -45,12 +45,6 @@ def transform_input(x: jax.Array) -> jax.Array:
     return x * scale + shift
 
 
-def flatten_nchw(x: jax.Array) -> jax.Array:
-    """``torch.flatten(x, 1)`` of the NCHW tensor: channel-major order, which the torch Linear
-    weights that follow expect."""
-    return x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1)
-
-
 ModuleDef = Any
 
 
@@ -121,7 +115,7 @@ class InceptionAux(nn.Module):
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         x = layers.adaptive_avg_pool(x, (4, 4))
         x = self.conv(128, 1, name="conv")(x, train)
-        x = flatten_nchw(x)
+        x = layers.flatten_nchw(x)
         x = nn.relu(self.dense(1024, name="fc1")(x))
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
         return self.dense(self.num_classes, name="fc2")(x)

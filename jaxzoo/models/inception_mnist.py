@@ -22,7 +22,6 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxzoo.models import layers
-from jaxzoo.models.googlenet import flatten_nchw
 from jaxzoo.models.registry import ModelSpec, register
 
 ModuleDef = Any
@@ -109,7 +108,7 @@ class InceptionMNIST(nn.Module):
         if output == "feature_maps":
             return [x]
 
-        x = flatten_nchw(x)  # x.view(in_size, -1) on NCHW: channel-major
+        x = layers.flatten_nchw(x)  # x.view(in_size, -1) on NCHW: channel-major
         if output == "features":
             return x
         return layers.dense(self.num_classes, dtype=self.dtype,

@@ -207,6 +207,12 @@ def global_avg_pool(x: jax.Array) -> jax.Array:
     return x.mean(axis=(1, 2))
 
 
+def flatten_nchw(x: jax.Array) -> jax.Array:
+    """``torch.flatten(x, 1)`` of the NCHW tensor: channel-major order, which the torch Linear
+    weights that follow expect."""
+    return x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1)
+
+
 # Rematerialization of a model's blocks (``remat`` field, ``config.remat``): their activations are
 # recomputed in the backward pass instead of kept. "blocks" keeps the outputs of the convs and
 # matmuls (recomputing BatchNorm, activations and pools: cheap); "blocks_full" keeps nothing of a

@@ -17,7 +17,6 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxzoo.models import layers
-from jaxzoo.models.googlenet import flatten_nchw
 from jaxzoo.models.mobilenet import StrideMaps
 from jaxzoo.models.registry import ModelSpec, register
 
@@ -91,7 +90,7 @@ class VGG(nn.Module):
             return maps.at_strides()
 
         # An exact copy at 224 pixels (7x7 maps); smaller inputs repeat pixels, as torch does.
-        x = flatten_nchw(layers.adaptive_avg_pool(x, 7))
+        x = layers.flatten_nchw(layers.adaptive_avg_pool(x, 7))
         if output == "features":
             return x
         dense = functools.partial(layers.dense, dtype=self.dtype, kernel_init=_linear_init)

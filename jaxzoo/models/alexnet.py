@@ -18,7 +18,6 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxzoo.models import layers
-from jaxzoo.models.mobilenet import StrideMaps
 from jaxzoo.models.registry import ModelSpec, register
 
 # Three 3x3/2 max-pools without padding after an 11x11/4 conv: below 63 pixels the last pool has
@@ -65,7 +64,7 @@ class AlexNet(nn.Module):
 
         x = x.astype(self.dtype)
         x = conv_relu(x, 64, 11, 4, 2, 0)
-        maps = StrideMaps(4, x)
+        maps = layers.StrideMaps(4, x)
         x = max_pool(x, 3, 2)
         x = conv_relu(x, 192, 5, 1, 2, 3)
         maps.add(2, x)

@@ -27,7 +27,6 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxzoo.models import layers
-from jaxzoo.models.mobilenet import StrideMaps, conv_norm_act
 from jaxzoo.models.registry import ModelSpec, register
 
 ModuleDef = Any
@@ -98,7 +97,7 @@ class MBConv(nn.Module):
     def __call__(self, x, train: bool):
         if self.stride not in (1, 2):
             raise ValueError("illegal stride value")
-        block = functools.partial(conv_norm_act, conv=self.conv, norm=self.norm,
+        block = functools.partial(layers.conv_norm_act, conv=self.conv, norm=self.norm,
                                   activation=nn.silu)
         in_channels = x.shape[-1]
         expanded = _adjust_channels(in_channels, self.expand_ratio)
@@ -134,7 +133,7 @@ class FusedMBConv(nn.Module):
     def __call__(self, x, train: bool):
         if self.stride not in (1, 2):
             raise ValueError("illegal stride value")
-        block = functools.partial(conv_norm_act, conv=self.conv, norm=self.norm,
+        block = functools.partial(layers.conv_norm_act, conv=self.conv, norm=self.norm,
                                   activation=nn.silu)
         in_channels = x.shape[-1]
         expanded = _adjust_channels(in_channels, self.expand_ratio)
@@ -255,11 +254,12 @@ class EfficientNet(nn.Module):
         conv = functools.partial(layers.conv, dtype=self.dtype, lowering=self.lowering)
         norm = functools.partial(layers.BatchNorm, dtype=self.dtype, axis_name=self.bn_axis_name,
                                  momentum=momentum, epsilon=epsilon)
-        conv_bn_silu = functools.partial(conv_norm_act, conv=conv, norm=norm, activation=nn.silu)
+        conv_bn_silu = functools.partial(layers.conv_norm_act, conv=conv, norm=norm,
+                                         activation=nn.silu)
 
         x = x.astype(self.dtype)
         x = conv_bn_silu(x, train, stages[0][4], 3, 2, name="features_0")
-        maps = StrideMaps(2, x)
+        maps = layers.StrideMaps(2, x)
         total_blocks = sum(stage[-1] for stage in stages)
         block_id = 0
         for s, (kind, expand, kernel, stride, _, out_channels, num_layers) in enumerate(stages):

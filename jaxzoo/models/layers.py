@@ -13,8 +13,9 @@ unbiased one, torchvision's initializers.
 """
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +26,7 @@ from jax import lax
 from jaxzoo.models import lowering as lowerings
 
 Dtype = Any
+ModuleDef = Any  # a layer constructor handed to a block: a configured conv, norm or block
 
 # torchvision's initializers, in flax terms.
 # nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu"): N(0, 2 / fan_out), not truncated.
@@ -240,6 +242,52 @@ def make_divisible(v: float, divisor: int, min_value: int | None = None) -> int:
     if new_v < 0.9 * v:
         new_v += divisor
     return new_v
+
+
+# ---------------------------------------------------------------------------------------------
+# Pieces several families build their blocks from
+# ---------------------------------------------------------------------------------------------
+
+def conv_and_norm(model: nn.Module, *, use_bias: bool = False,
+                  kernel_init=kaiming_normal_fan_out, **norm_kwargs) -> tuple[ModuleDef, ModuleDef]:
+    """A model's ``conv`` and ``norm``: ``conv`` and ``BatchNorm`` with its dtype, lowering and
+    BatchNorm axis; ``use_bias`` and ``kernel_init`` go to the convs, ``norm_kwargs`` (momentum,
+    epsilon) to the BatchNorms."""
+    model_conv = functools.partial(conv, use_bias=use_bias, dtype=model.dtype,
+                                   lowering=model.lowering, kernel_init=kernel_init)
+    model_norm = functools.partial(BatchNorm, dtype=model.dtype, axis_name=model.bn_axis_name,
+                                   **norm_kwargs)
+    return model_conv, model_norm
+
+
+def conv_norm_act(x, train: bool, features: int, kernel_size: int, stride: int = 1, *,
+                  name: str, conv: ModuleDef, norm: ModuleDef, groups: int = 1,
+                  dilation: int = 1, activation: Callable | None = nn.relu):
+    """torchvision's ``Conv2dNormActivation``: conv (no bias) ``<name>_0``, BatchNorm
+    ``<name>_1``, then the activation. Padding ``(k - 1) // 2 * dilation``, as torchvision's.
+    ``conv`` and ``norm`` are the model's (``conv_and_norm``).
+
+    Call it inside a compact method: the layers belong to the calling module.
+    """
+    x = conv(features, kernel_size, stride, groups=groups, dilation=dilation, name=f"{name}_0")(x)
+    x = norm(name=f"{name}_1")(x, train)
+    return x if activation is None else activation(x)
+
+
+class StrideMaps:
+    """The last feature map seen at each stride, for ``method="feature_maps"``: ``add(stride, x)``
+    after each layer, with the layer's own stride; ``at_strides()`` lists them at 4, 8, 16, 32."""
+
+    def __init__(self, stride: int, x: jax.Array):
+        self.stride, self.maps = stride, {stride: x}
+
+    def add(self, stride: int, x: jax.Array) -> StrideMaps:
+        self.stride *= stride
+        self.maps[self.stride] = x
+        return self
+
+    def at_strides(self, strides=(4, 8, 16, 32)) -> list[jax.Array]:
+        return [self.maps[s] for s in strides if s in self.maps]
 
 
 # What a model's ``__call__`` returns, by its ``output`` argument: the classifier's logits, the

@@ -21,7 +21,6 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxzoo.models import layers
-from jaxzoo.models.mobilenet import StrideMaps
 from jaxzoo.models.registry import ModelSpec, register
 
 ModuleDef = Any
@@ -125,7 +124,7 @@ class MNASNet(nn.Module):
         x = nn.relu(norm(name="layers_4")(x, train))
         x = conv(depths[1], 1, name="layers_6")(x)
         x = norm(name="layers_7")(x, train)  # torchvision: no activation here
-        maps = StrideMaps(2, x)
+        maps = layers.StrideMaps(2, x)
         for s, (kernel, stride, expansion, repeats) in enumerate(_STACKS):
             for i in range(repeats):
                 block_stride = stride if i == 0 else 1

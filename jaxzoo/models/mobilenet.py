@@ -22,7 +22,7 @@ loads strictly.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -36,44 +36,6 @@ _linear_init = nn.initializers.normal(0.01)
 
 
 ModuleDef = Any
-
-
-def conv_norm_act(x, train: bool, features: int, kernel_size: int, stride: int = 1, *,
-                  name: str, conv: ModuleDef, norm: ModuleDef, groups: int = 1,
-                  dilation: int = 1, activation: Callable | None = nn.relu):
-    """torchvision's ``Conv2dNormActivation``: conv (no bias) ``<name>_0``, BatchNorm
-    ``<name>_1``, then the activation. Padding ``(k - 1) // 2 * dilation``, as torchvision's.
-    ``conv`` and ``norm`` are the model's (``layers.conv``, ``layers.BatchNorm``, configured).
-
-    Call it inside a compact method: the layers belong to the calling module.
-    """
-    x = conv(features, kernel_size, stride, groups=groups, dilation=dilation, name=f"{name}_0")(x)
-    x = norm(name=f"{name}_1")(x, train)
-    return x if activation is None else activation(x)
-
-
-class StrideMaps:
-    """The last feature map seen at each stride, for ``method="feature_maps"``: ``add(stride, x)``
-    after each layer, with the layer's own stride; ``at_strides()`` lists them at 4, 8, 16, 32."""
-
-    def __init__(self, stride: int, x: jax.Array):
-        self.stride, self.maps = stride, {stride: x}
-
-    def add(self, stride: int, x: jax.Array) -> "StrideMaps":
-        self.stride *= stride
-        self.maps[self.stride] = x
-        return self
-
-    def at_strides(self, strides=(4, 8, 16, 32)) -> list[jax.Array]:
-        return [self.maps[s] for s in strides if s in self.maps]
-
-
-def _conv_and_norm(model: nn.Module, **norm_kwargs) -> tuple[ModuleDef, ModuleDef]:
-    """``layers.conv`` and ``layers.BatchNorm`` with ``model``'s dtype, lowering and BatchNorm axis."""
-    conv = functools.partial(layers.conv, dtype=model.dtype, lowering=model.lowering)
-    norm = functools.partial(layers.BatchNorm, dtype=model.dtype, axis_name=model.bn_axis_name,
-                             **norm_kwargs)
-    return conv, norm
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,7 +60,7 @@ class DepthwiseSeparable(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        block = functools.partial(conv_norm_act, conv=self.conv, norm=self.norm)
+        block = functools.partial(layers.conv_norm_act, conv=self.conv, norm=self.norm)
         channels = x.shape[-1]
         x = block(x, train, channels, 3, self.stride, groups=channels, name="dw")
         return block(x, train, self.features, 1, name="pw")
@@ -135,14 +97,15 @@ class MobileNetV1(nn.Module):
         layers.check_input(x, "mobilenet_v1", self.min_size, self.in_channels, output)
         if self.alpha <= 0:
             raise ValueError(f"alpha (the width multiplier) must be positive, got {self.alpha}")
-        conv, norm = _conv_and_norm(self)
+        conv, norm = layers.conv_and_norm(self)
 
         def depth(c: int) -> int:
             return max(int(c * self.alpha), self.min_depth)
 
         x = x.astype(self.dtype)
-        x = conv_norm_act(x, train, depth(32), 3, 2, conv=conv, norm=norm, name="features_0")
-        maps = StrideMaps(2, x)
+        x = layers.conv_norm_act(x, train, depth(32), 3, 2, conv=conv, norm=norm,
+                                 name="features_0")
+        maps = layers.StrideMaps(2, x)
         for i, (stride, channels) in enumerate(_V1_BLOCKS):
             x = layers.remat_block(DepthwiseSeparable, self.remat)(depth(channels), conv, norm,
                                                                    stride,
@@ -182,7 +145,8 @@ class InvertedResidual(nn.Module):
         if self.stride not in (1, 2):
             raise ValueError(f"stride should be 1 or 2 instead of {self.stride}")
         conv, norm = self.conv, self.norm
-        act = functools.partial(conv_norm_act, conv=conv, norm=norm, activation=layers.relu6)
+        act = functools.partial(layers.conv_norm_act, conv=conv, norm=norm,
+                                activation=layers.relu6)
         in_channels = x.shape[-1]
         hidden = int(round(in_channels * self.expand_ratio))
 
@@ -229,14 +193,14 @@ class MobileNetV2(nn.Module):
         if len(setting) == 0 or any(len(row) != 4 for row in setting):
             raise ValueError("inverted_residual_setting must be a non-empty list of "
                              f"[t, c, n, s] rows, got {setting}")
-        conv, norm = _conv_and_norm(self)
+        conv, norm = layers.conv_and_norm(self)
         make_divisible = functools.partial(layers.make_divisible, divisor=self.round_nearest)
-        conv_bn_relu6 = functools.partial(conv_norm_act, conv=conv, norm=norm,
+        conv_bn_relu6 = functools.partial(layers.conv_norm_act, conv=conv, norm=norm,
                                           activation=layers.relu6)
 
         x = x.astype(self.dtype)
         x = conv_bn_relu6(x, train, make_divisible(32 * self.width_mult), 3, 2, name="features_0")
-        maps = StrideMaps(2, x)
+        maps = layers.StrideMaps(2, x)
         index = 1
         for t, c, n, s in setting:
             out_channels = make_divisible(c * self.width_mult)
@@ -347,7 +311,7 @@ class InvertedResidualV3(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool):
         act = layers.hard_swish if self.use_hs else nn.relu
-        block = functools.partial(conv_norm_act, conv=self.conv, norm=self.norm)
+        block = functools.partial(layers.conv_norm_act, conv=self.conv, norm=self.norm)
         in_channels = x.shape[-1]
 
         out, i = x, 0
@@ -406,13 +370,13 @@ class MobileNetV3(nn.Module):
         blocks, last_channel = mobilenet_v3_config(self.arch, self.width_mult, self.reduced_tail,
                                                    self.dilated)
         # torchvision's MobileNetV3 BatchNorm: eps 1e-3, torch momentum 0.01 (flax 0.99).
-        conv, norm = _conv_and_norm(self, momentum=0.99, epsilon=1e-3)
-        conv_bn_hswish = functools.partial(conv_norm_act, conv=conv, norm=norm,
+        conv, norm = layers.conv_and_norm(self, momentum=0.99, epsilon=1e-3)
+        conv_bn_hswish = functools.partial(layers.conv_norm_act, conv=conv, norm=norm,
                                            activation=layers.hard_swish)
 
         x = x.astype(self.dtype)
         x = conv_bn_hswish(x, train, blocks[0][0], 3, 2, name="features_0")
-        maps = StrideMaps(2, x)
+        maps = layers.StrideMaps(2, x)
         for i, (_, k, exp, cout, se, hs, stride, dilation) in enumerate(blocks):
             x = layers.remat_block(InvertedResidualV3, self.remat)(
                 k, exp, cout, se, hs, stride, conv, norm, dilation,

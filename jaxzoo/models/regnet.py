@@ -27,7 +27,6 @@ import numpy as np
 from flax import linen as nn
 
 from jaxzoo.models import layers
-from jaxzoo.models.mobilenet import StrideMaps, conv_norm_act
 from jaxzoo.models.registry import ModelSpec, register
 
 ModuleDef = Any
@@ -107,7 +106,7 @@ class BottleneckTransform(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        block = functools.partial(conv_norm_act, conv=self.conv, norm=self.norm)
+        block = functools.partial(layers.conv_norm_act, conv=self.conv, norm=self.norm)
         width_in = x.shape[-1]
         w_b = int(round(self.width_out * self.bottleneck_multiplier))
         groups = w_b // self.group_width
@@ -138,8 +137,8 @@ class ResBottleneckBlock(nn.Module):
                                   self.bottleneck_multiplier, self.se_ratio, self.conv, self.norm,
                                   name="f")(x, train)
         if x.shape[-1] != self.width_out or self.stride != 1:
-            x = conv_norm_act(x, train, self.width_out, 1, self.stride, conv=self.conv,
-                              norm=self.norm, activation=None, name="proj")
+            x = layers.conv_norm_act(x, train, self.width_out, 1, self.stride, conv=self.conv,
+                                     norm=self.norm, activation=None, name="proj")
         return nn.relu(x + out)
 
 
@@ -225,8 +224,9 @@ class RegNet(nn.Module):
         norm = functools.partial(layers.BatchNorm, dtype=self.dtype, axis_name=self.bn_axis_name)
 
         x = x.astype(self.dtype)
-        x = conv_norm_act(x, train, self.stem_width, 3, 2, conv=conv, norm=norm, name="stem")
-        maps = StrideMaps(2, x)
+        x = layers.conv_norm_act(x, train, self.stem_width, 3, 2, conv=conv, norm=norm,
+                                 name="stem")
+        maps = layers.StrideMaps(2, x)
         outputs = TrunkOutput(stages, self.se_ratio, conv, norm, name="trunk_output")(x, train)
         for (_, stride, *_), out in zip(stages, outputs):
             maps.add(stride, out)

@@ -22,7 +22,6 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxzoo.models import layers
-from jaxzoo.models.mobilenet import StrideMaps, conv_norm_act
 from jaxzoo.models.registry import ModelSpec, register
 
 ModuleDef = Any
@@ -126,9 +125,9 @@ class ShuffleNetV2(nn.Module):
         max_pool = functools.partial(layers.max_pool, lowering=self.lowering)
 
         x = x.astype(self.dtype)
-        x = conv_norm_act(x, train, self.stages_out_channels[0], 3, 2, conv=conv, norm=norm,
-                          name="conv1")
-        maps = StrideMaps(2, x)
+        x = layers.conv_norm_act(x, train, self.stages_out_channels[0], 3, 2, conv=conv,
+                                 norm=norm, name="conv1")
+        maps = layers.StrideMaps(2, x)
         x = max_pool(x, 3, 2, padding=1)  # torchvision: nn.MaxPool2d(3, stride=2, padding=1)
         maps.add(2, x)
         for stage, (repeats, channels) in enumerate(
@@ -138,8 +137,8 @@ class ShuffleNetV2(nn.Module):
                 x = InvertedResidual(channels, stride, conv, norm,
                                      name=f"stage{stage + 2}_{i}")(x, train)
                 maps.add(stride, x)
-        x = conv_norm_act(x, train, self.stages_out_channels[-1], 1, conv=conv, norm=norm,
-                          name="conv5")
+        x = layers.conv_norm_act(x, train, self.stages_out_channels[-1], 1, conv=conv,
+                                 norm=norm, name="conv5")
         if output == "feature_maps":
             return maps.add(1, x).at_strides()
 

@@ -16,7 +16,6 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxzoo.models import layers
-from jaxzoo.models.mobilenet import StrideMaps
 from jaxzoo.models.registry import ModelSpec, register
 
 ModuleDef = Any
@@ -94,7 +93,7 @@ class SqueezeNet(nn.Module):
 
         x = x.astype(self.dtype)
         x = nn.relu(conv(stem_channels, stem_kernel, 2, 0, name="features_0")(x))
-        maps = StrideMaps(2, x)
+        maps = layers.StrideMaps(2, x)
         for index, entry in enumerate(body, start=2):  # features.1 is the stem's ReLU
             if entry == "M":
                 x = max_pool(x, 3, 2, ceil_mode=True)

@@ -17,7 +17,6 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxzoo.models import layers
-from jaxzoo.models.mobilenet import StrideMaps
 from jaxzoo.models.registry import ModelSpec, register
 
 MIN_SIZE = 32  # five 2x2/2 max-pools
@@ -70,7 +69,7 @@ class VGG(nn.Module):
         max_pool = functools.partial(layers.max_pool, lowering=self.lowering)
 
         x = x.astype(self.dtype)
-        maps = StrideMaps(1, x)
+        maps = layers.StrideMaps(1, x)
         index = 0
         for v in self.cfg:
             if v == "M":

@@ -18,7 +18,7 @@ from flax import linen as nn
 import jaxzoo
 from jaxzoo import convert
 from jaxzoo.convert import parity
-from jaxzoo.models import convnext
+from jaxzoo.models import convnext, layers
 
 from conftest import (assert_parity, meta_torchvision_model, model_shapes,
                       photo_batch, torch_state_shapes)
@@ -106,7 +106,7 @@ def test_stochastic_depth_grows_as_torchvisions(name):
     ours = []
 
     def record(next_fun, args, kwargs, context):
-        if isinstance(context.module, convnext.StochasticDepth):
+        if isinstance(context.module, layers.StochasticDepth):
             ours.append((context.module.p, context.module.mode))
         return next_fun(*args, **kwargs)
 
@@ -119,7 +119,7 @@ def test_stochastic_depth_grows_as_torchvisions(name):
 
 def test_stochastic_depth_drops_whole_rows_and_rescales_the_rest():
     x = jnp.ones((4000, 2, 2, 3))
-    layer = convnext.StochasticDepth(0.25, "row")
+    layer = layers.StochasticDepth(0.25, "row")
     out = np.asarray(layer.apply({}, x, train=True, rngs={"dropout": jax.random.PRNGKey(0)}))
     per_row = out.reshape(4000, -1)
     assert set(np.unique(per_row)) == {0.0, np.float32(1 / 0.75)}
@@ -129,15 +129,15 @@ def test_stochastic_depth_drops_whole_rows_and_rescales_the_rest():
     assert not np.array_equal(out, other)
     # Eval mode, or p = 0: the identity, with no rng needed.
     np.testing.assert_array_equal(layer.apply({}, x, train=False), x)
-    np.testing.assert_array_equal(convnext.StochasticDepth(0.0).apply({}, x, train=True), x)
+    np.testing.assert_array_equal(layers.StochasticDepth(0.0).apply({}, x, train=True), x)
     # "batch" drops the whole input or nothing; p = 1 drops everything (no division by zero).
-    batch = convnext.StochasticDepth(0.5, "batch").apply(
+    batch = layers.StochasticDepth(0.5, "batch").apply(
         {}, x, train=True, rngs={"dropout": jax.random.PRNGKey(2)})
     assert len(np.unique(np.asarray(batch))) == 1
-    np.testing.assert_array_equal(convnext.StochasticDepth(1.0).apply(
+    np.testing.assert_array_equal(layers.StochasticDepth(1.0).apply(
         {}, x, train=True, rngs={"dropout": jax.random.PRNGKey(0)}), jnp.zeros_like(x))
     with pytest.raises(ValueError, match="between 0 and 1"):
-        convnext.StochasticDepth(1.5).apply({}, x, train=True)
+        layers.StochasticDepth(1.5).apply({}, x, train=True)
 
 
 def test_layer_scale_starts_at_1e6_in_torchvisions_shape():

@@ -156,8 +156,8 @@ def test_stochastic_depth_rates_grow_linearly_as_torchvisions():
         ours = []
 
         def record(module, _):
-            if isinstance(module, efficientnet.StochasticDepth):
-                ours.append(module.rate)
+            if isinstance(module, layers.StochasticDepth):
+                ours.append(module.p)
             return False
 
         jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)),
@@ -213,17 +213,17 @@ def test_stochastic_depth_equals_torchvisions_row_mode():
     """Same rule as torchvision's StochasticDepth(p, "row"): zero or x / (1 - p) per row, and
     the identity at p = 0 and in eval mode; p = 1 zeroes everything (no division by zero)."""
     x = jnp.arange(1, 2 * 3 * 3 * 2 + 1, dtype=jnp.float32).reshape(2, 3, 3, 2)
-    sd = efficientnet.StochasticDepth(0.5)
+    sd = layers.StochasticDepth(0.5)
     out = np.asarray(sd.apply({}, x, True, rngs={"dropout": jax.random.PRNGKey(3)}))
     for row, ref in zip(out, np.asarray(x)):
         assert np.array_equal(row, 0 * ref) or np.allclose(row, ref / 0.5)
     np.testing.assert_array_equal(sd.apply({}, x, False), x)
-    np.testing.assert_array_equal(efficientnet.StochasticDepth(1.0).apply(
+    np.testing.assert_array_equal(layers.StochasticDepth(1.0).apply(
         {}, x, True, rngs={"dropout": jax.random.PRNGKey(0)}), np.zeros_like(x))
     t = torch.from_numpy(np.array(x))
     assert torch.equal(TorchStochasticDepth(1.0, "row").train()(t), torch.zeros_like(t))
     with pytest.raises(ValueError, match="between 0 and 1"):
-        efficientnet.StochasticDepth(1.5).apply({}, x, True)
+        layers.StochasticDepth(1.5).apply({}, x, True)
 
 
 # --- every size: structure ---------------------------------------------------------------------

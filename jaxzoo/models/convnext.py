@@ -38,31 +38,6 @@ ModuleDef = Any
 _trunc_normal = nn.initializers.truncated_normal(0.02, lower=-100.0, upper=100.0)
 
 
-class StochasticDepth(nn.Module):
-    """torchvision's ``StochasticDepth(p, mode)``: in train mode, zero the whole input
-    (``mode="batch"``) or each sample (``mode="row"``) with probability ``p`` and scale what is
-    kept by ``1 / (1 - p)``. The mask is drawn from the "dropout" rng. Identity in eval mode and
-    when ``p == 0``."""
-
-    p: float
-    mode: str = "row"
-
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        if self.p < 0.0 or self.p > 1.0:
-            raise ValueError(f"drop probability has to be between 0 and 1, but got {self.p}")
-        if self.mode not in ("batch", "row"):
-            raise ValueError(f"mode has to be either 'batch' or 'row', but got {self.mode}")
-        if not train or self.p == 0.0:
-            return x
-        survival = 1.0 - self.p
-        shape = (x.shape[0],) + (1,) * (x.ndim - 1) if self.mode == "row" else (1,) * x.ndim
-        noise = jax.random.bernoulli(self.make_rng("dropout"), survival, shape).astype(x.dtype)
-        if survival > 0.0:  # torchvision: noise.div_(survival_rate) only when it is positive
-            noise = noise / survival
-        return x * noise
-
-
 class CNBlock(nn.Module):
     """torchvision's ``CNBlock``: 7x7 depthwise conv (with bias), LayerNorm, Linear to 4x the
     channels, GELU, Linear back, times ``layer_scale``, stochastic depth, plus the input."""
@@ -86,8 +61,8 @@ class CNBlock(nn.Module):
         gamma = self.param("layer_scale", nn.initializers.constant(self.layer_scale),
                            (dim, 1, 1), jnp.float32)
         out = out * gamma.reshape(dim).astype(out.dtype)
-        out = StochasticDepth(self.stochastic_depth_prob, "row", name="stochastic_depth")(
-            out, train)
+        out = layers.StochasticDepth(self.stochastic_depth_prob, "row",
+                                     name="stochastic_depth")(out, train)
         return out + x
 
 

@@ -39,28 +39,6 @@ def _classifier_init(key, shape, dtype=jnp.float32):
     return jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
-class StochasticDepth(nn.Module):
-    """torchvision's ``StochasticDepth(rate, "row")``: in train mode each sample's input is zeroed
-    with probability ``rate`` and the kept ones scaled by ``1 / (1 - rate)``; the identity in eval
-    mode or at rate 0. The mask draws from the ``"dropout"`` rng."""
-
-    rate: float
-
-    @nn.compact
-    def __call__(self, x, train: bool):
-        if not 0.0 <= self.rate <= 1.0:
-            raise ValueError(f"drop probability has to be between 0 and 1, but got {self.rate}")
-        if not train or self.rate == 0.0:
-            return x
-        survival = 1.0 - self.rate
-        # One Bernoulli(survival) per sample ("row" mode), broadcast over H, W, C.
-        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
-        noise = jax.random.bernoulli(self.make_rng("dropout"), survival, shape).astype(x.dtype)
-        if survival > 0.0:  # torch divides only when something survives (rate 1 zeroes all)
-            noise = noise / survival
-        return x * noise
-
-
 class SqueezeExcitation(nn.Module):
     """torchvision's ``SqueezeExcitation`` as EfficientNet builds it: average pool, 1x1 conv
     ``fc1`` (with bias) + SiLU, 1x1 conv ``fc2`` (with bias) + sigmoid, times the input."""
@@ -112,7 +90,7 @@ class MBConv(nn.Module):
         out = block(out, train, self.out_channels, 1, activation=None, name=f"block_{i + 2}")
         if self.stride == 1 and in_channels == self.out_channels:
             # torchvision: result = stochastic_depth(block(x)); result += x
-            out = StochasticDepth(self.stochastic_depth_prob)(out, train) + x
+            out = layers.StochasticDepth(self.stochastic_depth_prob, "row")(out, train) + x
         return out
 
 
@@ -144,7 +122,7 @@ class FusedMBConv(nn.Module):
         else:
             out = block(x, train, self.out_channels, self.kernel, self.stride, name="block_0")
         if self.stride == 1 and in_channels == self.out_channels:
-            out = StochasticDepth(self.stochastic_depth_prob)(out, train) + x
+            out = layers.StochasticDepth(self.stochastic_depth_prob, "row")(out, train) + x
         return out
 
 

@@ -274,6 +274,32 @@ def conv_norm_act(x, train: bool, features: int, kernel_size: int, stride: int =
     return x if activation is None else activation(x)
 
 
+class StochasticDepth(nn.Module):
+    """torchvision's ``StochasticDepth(p, mode)``: in train mode, zero the whole input
+    (``mode="batch"``) or each sample (``mode="row"``) with probability ``p`` and scale what is
+    kept by ``1 / (1 - p)``. The mask is drawn from the "dropout" rng. Identity in eval mode and
+    when ``p == 0``."""
+
+    p: float
+    mode: str = "row"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        if self.p < 0.0 or self.p > 1.0:
+            raise ValueError(f"drop probability has to be between 0 and 1, but got {self.p}")
+        if self.mode not in ("batch", "row"):
+            raise ValueError(f"mode has to be either 'batch' or 'row', but got {self.mode}")
+        if not train or self.p == 0.0:
+            return x
+        survival = 1.0 - self.p
+        # "row": one Bernoulli(survival) per sample, broadcast over H, W, C; "batch": one in all.
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1) if self.mode == "row" else (1,) * x.ndim
+        noise = jax.random.bernoulli(self.make_rng("dropout"), survival, shape).astype(x.dtype)
+        if survival > 0.0:  # torchvision: noise.div_(survival_rate) only when it is positive
+            noise = noise / survival
+        return x * noise
+
+
 class StrideMaps:
     """The last feature map seen at each stride, for ``method="feature_maps"``: ``add(stride, x)``
     after each layer, with the layer's own stride; ``at_strides()`` lists them at 4, 8, 16, 32."""

@@ -39,21 +39,6 @@ def _classifier_init(key, shape, dtype=jnp.float32):
     return jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
-class SqueezeExcitation(nn.Module):
-    """torchvision's ``SqueezeExcitation`` as EfficientNet builds it: average pool, 1x1 conv
-    ``fc1`` (with bias) + SiLU, 1x1 conv ``fc2`` (with bias) + sigmoid, times the input."""
-
-    squeeze_channels: int
-    conv: ModuleDef
-
-    @nn.compact
-    def __call__(self, x):
-        scale = x.mean(axis=(1, 2), keepdims=True)
-        scale = nn.silu(self.conv(self.squeeze_channels, 1, use_bias=True, name="fc1")(scale))
-        scale = self.conv(x.shape[-1], 1, use_bias=True, name="fc2")(scale)
-        return nn.sigmoid(scale) * x
-
-
 def _adjust_channels(channels: float, width_mult: float = 1.0) -> int:
     """torchvision's ``_MBConvConfig.adjust_channels``: a multiple of 8 (``_make_divisible``)."""
     return layers.make_divisible(channels * width_mult, 8)
@@ -86,7 +71,9 @@ class MBConv(nn.Module):
             i = 1
         out = block(out, train, expanded, self.kernel, self.stride, groups=expanded,
                     name=f"block_{i}")
-        out = SqueezeExcitation(max(1, in_channels // 4), self.conv, name=f"block_{i + 1}")(out)
+        # torchvision: SqueezeExcitation(expanded, squeeze, activation=nn.SiLU), sigmoid gate.
+        out = layers.SqueezeExcitation(max(1, in_channels // 4), self.conv, activation=nn.silu,
+                                       name=f"block_{i + 1}")(out)
         out = block(out, train, self.out_channels, 1, activation=None, name=f"block_{i + 2}")
         if self.stride == 1 and in_channels == self.out_channels:
             # torchvision: result = stochastic_depth(block(x)); result += x

@@ -300,6 +300,29 @@ class StochasticDepth(nn.Module):
         return x * noise
 
 
+class SqueezeExcitation(nn.Module):
+    """torchvision's ``SqueezeExcitation``: average pool, 1x1 conv ``fc1`` (with bias) +
+    ``activation``, 1x1 conv ``fc2`` (with bias) + ``scale_activation``, times the input.
+
+    The defaults are torchvision's (ReLU, sigmoid: RegNetY); EfficientNet passes SiLU and
+    MobileNetV3 hardsigmoid. As in torchvision, the block computes ``squeeze_channels`` itself:
+    each family rounds it its own way.
+    """
+
+    squeeze_channels: int
+    conv: ModuleDef
+    activation: Callable = nn.relu
+    scale_activation: Callable = nn.sigmoid
+
+    @nn.compact
+    def __call__(self, x):
+        scale = x.mean(axis=(1, 2), keepdims=True)  # torchvision: nn.AdaptiveAvgPool2d(1)
+        scale = self.conv(self.squeeze_channels, 1, use_bias=True, name="fc1")(scale)
+        scale = self.activation(scale)
+        scale = self.conv(x.shape[-1], 1, use_bias=True, name="fc2")(scale)
+        return self.scale_activation(scale) * x
+
+
 class StrideMaps:
     """The last feature map seen at each stride, for ``method="feature_maps"``: ``add(stride, x)``
     after each layer, with the layer's own stride; ``at_strides()`` lists them at 4, 8, 16, 32."""

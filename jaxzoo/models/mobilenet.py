@@ -227,22 +227,6 @@ class MobileNetV2(nn.Module):
 # MobileNet V3
 # ---------------------------------------------------------------------------------------------
 
-class SqueezeExcitation(nn.Module):
-    """torchvision's ``SqueezeExcitation`` as MobileNetV3 uses it: average pool, 1x1 conv ``fc1``
-    (with bias) + ReLU, 1x1 conv ``fc2`` (with bias) + hardsigmoid, times the input."""
-
-    squeeze_channels: int
-    conv: ModuleDef
-
-    @nn.compact
-    def __call__(self, x):
-        scale = x.mean(axis=(1, 2), keepdims=True)
-        scale = self.conv(self.squeeze_channels, 1, use_bias=True, name="fc1")(scale)
-        scale = nn.relu(scale)
-        scale = self.conv(x.shape[-1], 1, use_bias=True, name="fc2")(scale)
-        return layers.hard_sigmoid(scale) * x
-
-
 # torchvision's _mobilenet_v3_conf, before width and tail adjustments: input channels, kernel,
 # expanded channels, output channels, squeeze-excitation, activation (RE = ReLU, HS = hardswish),
 # stride. The last three rows (the C4 stage) are the ones `reduced_tail` halves and `dilated`
@@ -326,7 +310,10 @@ class InvertedResidualV3(nn.Module):
         i += 1
         if self.use_se:
             squeeze = layers.make_divisible(self.expanded_channels // 4, 8)
-            out = SqueezeExcitation(squeeze, self.conv, name=f"block_{i}")(out)
+            # torchvision: partial(SqueezeExcitation, scale_activation=nn.Hardsigmoid), ReLU.
+            out = layers.SqueezeExcitation(squeeze, self.conv,
+                                           scale_activation=layers.hard_sigmoid,
+                                           name=f"block_{i}")(out)
             i += 1
         out = block(out, train, self.out_channels, 1, activation=None, name=f"block_{i}")
         if self.stride == 1 and in_channels == self.out_channels:

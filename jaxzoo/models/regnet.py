@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -74,24 +74,6 @@ def block_params(depth: int, w_0: int, w_a: float, w_m: float, group_width: int,
                  for w, d, g in zip(stage_widths, stage_depths, group_widths))
 
 
-class SqueezeExcitation(nn.Module):
-    """torchvision's ``SqueezeExcitation`` with its defaults, as RegNetY uses it: average pool,
-    1x1 conv ``fc1`` (with bias) + ReLU, 1x1 conv ``fc2`` (with bias) + sigmoid, times the input."""
-
-    squeeze_channels: int
-    conv: ModuleDef
-    activation: Callable = nn.relu
-    scale_activation: Callable = nn.sigmoid
-
-    @nn.compact
-    def __call__(self, x):
-        scale = x.mean(axis=(1, 2), keepdims=True)  # torchvision: nn.AdaptiveAvgPool2d(1)
-        scale = self.conv(self.squeeze_channels, 1, use_bias=True, name="fc1")(scale)
-        scale = self.activation(scale)
-        scale = self.conv(x.shape[-1], 1, use_bias=True, name="fc2")(scale)
-        return self.scale_activation(scale) * x
-
-
 class BottleneckTransform(nn.Module):
     """torchvision's ``BottleneckTransform``: 1x1 (``a``), grouped 3x3 with the stride (``b``),
     squeeze-excitation (``se``, RegNetY), 1x1 without activation (``c``)."""
@@ -113,9 +95,10 @@ class BottleneckTransform(nn.Module):
         x = block(x, train, w_b, 1, name="a")
         x = block(x, train, w_b, 3, self.stride, groups=groups, name="b")
         if self.se_ratio:
-            # torchvision: the squeeze width follows the block's input width, not w_b.
+            # torchvision: the squeeze width follows the block's input width, not w_b; the
+            # activations are SqueezeExcitation's defaults (ReLU, sigmoid).
             squeeze = int(round(self.se_ratio * width_in))
-            x = SqueezeExcitation(squeeze, self.conv, name="se")(x)
+            x = layers.SqueezeExcitation(squeeze, self.conv, name="se")(x)
         return block(x, train, self.width_out, 1, activation=None, name="c")
 
 

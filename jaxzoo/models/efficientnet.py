@@ -44,9 +44,9 @@ def _adjust_channels(channels: float, width_mult: float = 1.0) -> int:
     return layers.make_divisible(channels * width_mult, 8)
 
 
-class MBConv(nn.Module):
-    """torchvision's ``MBConv`` (``features.<s>.<i>``). The squeeze width is a quarter of the
-    block's input width (not of the expanded width), at least 1, as in torchvision."""
+class _MBConvBlock(nn.Module):
+    """What ``MBConv`` and ``FusedMBConv`` share: their fields (torchvision's ``_MBConvConfig``
+    and the block's stochastic depth rate), their start and their residual."""
 
     expand_ratio: float
     kernel: int
@@ -56,15 +56,33 @@ class MBConv(nn.Module):
     norm: ModuleDef
     stochastic_depth_prob: float = 0.0
 
-    @nn.compact
-    def __call__(self, x, train: bool):
+    @nn.nowrap
+    def _start(self, x) -> tuple[ModuleDef, int, int]:
+        """Check the stride; the block's conv + BN + SiLU, its input width and its expanded
+        width."""
         if self.stride not in (1, 2):
             raise ValueError("illegal stride value")
-        block = functools.partial(layers.conv_norm_act, conv=self.conv, norm=self.norm,
-                                  activation=nn.silu)
+        conv_bn_silu = functools.partial(layers.conv_norm_act, conv=self.conv, norm=self.norm,
+                                         activation=nn.silu)
         in_channels = x.shape[-1]
-        expanded = _adjust_channels(in_channels, self.expand_ratio)
+        return conv_bn_silu, in_channels, _adjust_channels(in_channels, self.expand_ratio)
 
+    @nn.nowrap
+    def _residual(self, x, out, train: bool):
+        """``out``, plus the input after stochastic depth where the block keeps the shape."""
+        if self.stride == 1 and x.shape[-1] == self.out_channels:
+            # torchvision: result = stochastic_depth(block(x)); result += x
+            out = layers.StochasticDepth(self.stochastic_depth_prob, "row")(out, train) + x
+        return out
+
+
+class MBConv(_MBConvBlock):
+    """torchvision's ``MBConv`` (``features.<s>.<i>``). The squeeze width is a quarter of the
+    block's input width (not of the expanded width), at least 1, as in torchvision."""
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        block, in_channels, expanded = self._start(x)
         out, i = x, 0
         if expanded != in_channels:
             out = block(out, train, expanded, 1, name="block_0")
@@ -75,42 +93,23 @@ class MBConv(nn.Module):
         out = layers.SqueezeExcitation(max(1, in_channels // 4), self.conv, activation=nn.silu,
                                        name=f"block_{i + 1}")(out)
         out = block(out, train, self.out_channels, 1, activation=None, name=f"block_{i + 2}")
-        if self.stride == 1 and in_channels == self.out_channels:
-            # torchvision: result = stochastic_depth(block(x)); result += x
-            out = layers.StochasticDepth(self.stochastic_depth_prob, "row")(out, train) + x
-        return out
+        return self._residual(x, out, train)
 
 
-class FusedMBConv(nn.Module):
+class FusedMBConv(_MBConvBlock):
     """torchvision's ``FusedMBConv``: a kxk conv that expands (``block_0``) and a linear 1x1
     projection (``block_1``), or, when the expansion keeps the width, one kxk conv + BN + SiLU
     (activation included, as torchvision's)."""
 
-    expand_ratio: float
-    kernel: int
-    stride: int
-    out_channels: int
-    conv: ModuleDef
-    norm: ModuleDef
-    stochastic_depth_prob: float = 0.0
-
     @nn.compact
     def __call__(self, x, train: bool):
-        if self.stride not in (1, 2):
-            raise ValueError("illegal stride value")
-        block = functools.partial(layers.conv_norm_act, conv=self.conv, norm=self.norm,
-                                  activation=nn.silu)
-        in_channels = x.shape[-1]
-        expanded = _adjust_channels(in_channels, self.expand_ratio)
-
+        block, in_channels, expanded = self._start(x)
         if expanded != in_channels:
             out = block(x, train, expanded, self.kernel, self.stride, name="block_0")
             out = block(out, train, self.out_channels, 1, activation=None, name="block_1")
         else:
             out = block(x, train, self.out_channels, self.kernel, self.stride, name="block_0")
-        if self.stride == 1 and in_channels == self.out_channels:
-            out = layers.StochasticDepth(self.stochastic_depth_prob, "row")(out, train) + x
-        return out
+        return self._residual(x, out, train)
 
 
 # torchvision's _efficientnet_conf, per stage: block, expand ratio, kernel, stride, input channels,

@@ -25,11 +25,13 @@ from jaxzoo.models.registry import ModelSpec, register
 MIN_SIZE = 63
 
 
-class AlexNet(nn.Module):
+class AlexNet(layers.ZooModel):
     """torchvision's AlexNet: five convolutions, adaptive average pool to 6x6, three Linears.
 
-    ``features`` returns the flattened 256 * 6 * 6 pooled map (the input of the classifier).
-    AlexNet has no BatchNorm; ``bn_axis_name`` is accepted like every model's.
+    ``features``: the flattened 256 * 6 * 6 pooled map (the input of the classifier), in torch's
+    channel-major flattening order. ``feature_maps``: the last map at strides 4, 8, 16 and 32:
+    the ReLU after conv 1, conv 2 and conv 5, and the last max-pool (the output of torchvision's
+    ``features``). AlexNet has no BatchNorm; ``bn_axis_name`` is accepted like every model's.
     """
 
     num_classes: int = 1000
@@ -38,16 +40,6 @@ class AlexNet(nn.Module):
     bn_axis_name: str | None = None
     lowering: str = "xla"
     in_channels: int = 3
-
-    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
-        """Pooled features before the classifier, shape (N, 256 * 6 * 6), in torch's
-        channel-major flattening order."""
-        return self(x, train, output="features")
-
-    def feature_maps(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
-        """The last map at strides 4, 8, 16 and 32: the ReLU after conv 1, conv 2 and conv 5,
-        and the last max-pool (the output of torchvision's ``features``)."""
-        return self(x, train, output="feature_maps")
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):

@@ -66,11 +66,14 @@ class CNBlock(nn.Module):
         return out + x
 
 
-class ConvNeXt(nn.Module):
+class ConvNeXt(layers.ZooModel):
     """torchvision's ConvNeXt. ``block_setting``: per stage (channels, channels of the next
     stage or None for the last, number of blocks). ``stochastic_depth_prob`` is the drop
     probability of the last block; block ``k`` of ``n`` gets ``stochastic_depth_prob * k /
     (n - 1)``. It draws from the "dropout" rng in train mode.
+
+    ``features``: the pooled and layer-normalized features, the input of the classifier Linear
+    (``classifier.2``). ``feature_maps``: the output of each stage, strides 4, 8, 16 and 32.
 
     There is no BatchNorm: ``bn_axis_name`` is accepted (the trainer passes it to every model)
     and unused.
@@ -87,15 +90,6 @@ class ConvNeXt(nn.Module):
     in_channels: int = 3
     arch: str = "convnext"
     min_size: int = 32
-
-    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
-        """Pooled and layer-normalized features, the input of the classifier Linear
-        (``classifier.2``)."""
-        return self(x, train, output="features")
-
-    def feature_maps(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
-        """The output of each stage: strides 4, 8, 16 and 32."""
-        return self(x, train, output="feature_maps")
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):

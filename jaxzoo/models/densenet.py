@@ -131,10 +131,15 @@ class DenseNetFeatures(nn.Module):
         return norm(name="norm5")(x, train), block_outputs
 
 
-class DenseNet(nn.Module):
+class DenseNet(layers.ZooModel):
     """torchvision's DenseNet: ``features`` (a submodule, see ``DenseNetFeatures``), then ReLU,
     global average pool and the Linear ``classifier``. The options are torchvision's;
-    ``memory_efficient`` recomputes each dense layer in the backward pass (``nn.remat``)."""
+    ``memory_efficient`` recomputes each dense layer in the backward pass (``nn.remat``).
+
+    ``features``: the pooled features before the classifier, (N, channels of norm5).
+    ``feature_maps``: the outputs of the dense blocks before each transition (strides 4, 8, 16)
+    and the final ReLU(norm5) map (stride 32).
+    """
 
     growth_rate: int = 32
     block_config: Sequence[int] = (6, 12, 24, 16)
@@ -148,15 +153,6 @@ class DenseNet(nn.Module):
     lowering: str = "xla"
     in_channels: int = 3
     arch: str = "densenet"
-
-    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
-        """Pooled features before the classifier, shape (N, channels of norm5)."""
-        return self(x, train, output="features")
-
-    def feature_maps(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
-        """The outputs of the dense blocks before each transition (strides 4, 8, 16) and the final
-        ReLU(norm5) map (stride 32)."""
-        return self(x, train, output="feature_maps")
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):

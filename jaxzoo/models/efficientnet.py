@@ -182,7 +182,7 @@ def efficientnet_config(arch: str):
     return stages, last_channel, bn, dropout
 
 
-class EfficientNet(nn.Module):
+class EfficientNet(layers.ZooModel):
     """torchvision's EfficientNet (``arch`` is ``efficientnet_b0`` ... ``efficientnet_b7`` or
     ``efficientnet_v2_s/m/l``).
 
@@ -190,6 +190,9 @@ class EfficientNet(nn.Module):
     ``stochastic_depth_prob`` sets the stochastic depth rates: block ``i`` of ``n`` (counted from
     0 over all stages) gets ``stochastic_depth_prob * i / n``, as in torchvision (only blocks with
     a residual use theirs). Both draw from the ``"dropout"`` rng in train mode.
+
+    ``features``: the pooled features, the input of the classifier Linear (``classifier.1``).
+    ``feature_maps``: the output of the last layer of ``features`` at strides 4, 8, 16 and 32.
     """
 
     arch: str = "efficientnet_b0"
@@ -201,14 +204,6 @@ class EfficientNet(nn.Module):
     lowering: str = "xla"
     in_channels: int = 3
     min_size: int = 32
-
-    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
-        """Pooled features, the input of the classifier Linear (``classifier.1``)."""
-        return self(x, train, output="features")
-
-    def feature_maps(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
-        """The output of the last layer of ``features`` at strides 4, 8, 16 and 32."""
-        return self(x, train, output="feature_maps")
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):

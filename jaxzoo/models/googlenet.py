@@ -121,13 +121,17 @@ class InceptionAux(nn.Module):
         return self.dense(self.num_classes, name="fc2")(x)
 
 
-class GoogLeNet(nn.Module):
+class GoogLeNet(layers.ZooModel):
     """torchvision's GoogLeNet.
 
     Train mode with ``aux_logits`` returns ``(logits, aux2, aux1)`` (torchvision's order; the
     paper's loss is ``loss + 0.3 * (aux1 + aux2)``); eval mode returns the logits. ``dropout`` is
     the main classifier's (torchvision 0.2, the paper 0.4), ``dropout_aux`` the auxiliary heads'.
     Dropout draws from the ``"dropout"`` rng.
+
+    ``features``: the pooled features before dropout and the classifier, (N, 1024).
+    ``feature_maps``: the outputs of conv3, inception3b, inception4e and inception5b, strides 4,
+    8, 16 and 32.
     """
 
     num_classes: int = 1000
@@ -140,14 +144,6 @@ class GoogLeNet(nn.Module):
     lowering: str = "xla"
     in_channels: int = 3
     remat: str = "none"
-
-    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
-        """Pooled features before dropout and the classifier, shape (N, 1024)."""
-        return self(x, train, output="features")
-
-    def feature_maps(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
-        """The outputs of conv3, inception3b, inception4e and inception5b: strides 4, 8, 16, 32."""
-        return self(x, train, output="feature_maps")
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):

@@ -159,13 +159,17 @@ class InceptionAux(nn.Module):
         return self.dense(self.num_classes, kernel_init=trunc_normal(0.001), name="fc")(x)
 
 
-class Inception3(nn.Module):
+class Inception3(layers.ZooModel):
     """torchvision's Inception3.
 
     Train mode with ``aux_logits`` returns ``(logits, aux)`` (torchvision's order; the usual loss
     is ``loss + 0.4 * aux``) and needs inputs of at least 299x299 for the auxiliary head; eval
     mode returns the logits and takes inputs from 75x75. Dropout (``dropout``, torchvision's 0.5)
     draws from the ``"dropout"`` rng.
+
+    ``features``: the pooled features before dropout and the classifier, (N, 2048).
+    ``feature_maps``: the outputs of Conv2d_4a_3x3, Mixed_5d, Mixed_6e and Mixed_7c, strides 4,
+    8, 16 and 32 (timm's ``inception_v3`` feature maps from stride 4 on).
     """
 
     num_classes: int = 1000
@@ -177,15 +181,6 @@ class Inception3(nn.Module):
     lowering: str = "xla"
     in_channels: int = 3
     remat: str = "none"
-
-    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
-        """Pooled features before dropout and the classifier, shape (N, 2048)."""
-        return self(x, train, output="features")
-
-    def feature_maps(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
-        """The outputs of Conv2d_4a_3x3, Mixed_5d, Mixed_6e and Mixed_7c: strides 4, 8, 16, 32
-        (timm's ``inception_v3`` feature maps from stride 4 on)."""
-        return self(x, train, output="feature_maps")
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):

@@ -73,7 +73,15 @@ class InceptionBlock(nn.Module):
         return jnp.concatenate([b1, b2, b3, b4], axis=-1)
 
 
-class Inception10(nn.Module):
+class Inception10(layers.ZooModel):
+    """The TF2 tutorial's Inception10: a conv-BN-ReLU stem, ``num_blocks`` pairs of Inception
+    blocks, global average pool, fc (see the module docstring).
+
+    ``features``: the pooled features before the classifier, (N, 4 * init_ch *
+    2**(num_blocks - 1)). ``feature_maps``: the output of each pair of Inception blocks, strides
+    2, 4, ... (one per block pair).
+    """
+
     num_classes: int = 10
     num_blocks: int = 2
     init_ch: int = 16
@@ -87,14 +95,6 @@ class Inception10(nn.Module):
         # The total stride: every block halves the resolution, so smaller inputs reach a block
         # as a single pixel that its stride-2 convs can no longer subsample.
         return 2 ** self.num_blocks
-
-    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
-        """Pooled features before the classifier, shape (N, 4 * init_ch * 2**(num_blocks - 1))."""
-        return self(x, train, output="features")
-
-    def feature_maps(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
-        """The output of each pair of Inception blocks: strides 2, 4, ... (one per block pair)."""
-        return self(x, train, output="feature_maps")
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):

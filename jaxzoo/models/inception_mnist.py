@@ -67,24 +67,21 @@ def _final_side(n: int) -> int:
     return ((n - 4) // 2 - 4) // 2
 
 
-class InceptionMNIST(nn.Module):
+class InceptionMNIST(layers.ZooModel):
     """The course's ``Net``. Its classifier reads 88 * 4 * 4 = 1408 features, so logits and
     features need a final 4x4 map: inputs of 28 (to 31) pixels; ``feature_maps`` takes any size
-    from 28 up."""
+    from 28 up.
+
+    ``features``: incep2's output flattened in torch's NCHW order, the input of ``fc``,
+    (N, 1408). ``feature_maps``: incep2's output, the only map at a stride among 4, 8, 16, 32
+    (stride 4, 88 channels).
+    """
 
     num_classes: int = 10
     dtype: Any = jnp.float32
     bn_axis_name: str | None = None  # no BatchNorm here; accepted like every model's
     lowering: str = "xla"
     in_channels: int = 1
-
-    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
-        """incep2's output flattened in torch's NCHW order, the input of ``fc``: (N, 1408)."""
-        return self(x, train, output="features")
-
-    def feature_maps(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
-        """incep2's output, the only map at a stride among 4, 8, 16, 32 (stride 4, 88 channels)."""
-        return self(x, train, output="feature_maps")
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):

@@ -345,6 +345,19 @@ class StrideMaps:
 OUTPUTS = ("logits", "features", "feature_maps")
 
 
+class ZooModel(nn.Module):
+    """Base class of the registered models: the contract's ``features`` and ``feature_maps``
+    methods, ``__call__`` with that ``output``. Each model's docstring says what they return."""
+
+    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
+        """Pooled features before the classifier, (N, C)."""
+        return self(x, train, output="features")
+
+    def feature_maps(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
+        """The feature maps at the strides the registry records (``feature_strides``)."""
+        return self(x, train, output="feature_maps")
+
+
 def check_input(x: jax.Array, model_name: str, min_size: int, in_channels: int = 3,
                 output: str = "logits") -> None:
     """Raise a readable error for inputs the network cannot take (instead of an XLA shape dump)."""

@@ -84,9 +84,14 @@ class InvertedResidual(nn.Module):
         return out
 
 
-class MNASNet(nn.Module):
+class MNASNet(layers.ZooModel):
     """torchvision's MNASNet: ``alpha`` scales every width (``mnasnet_depths``); the last conv
-    has 1280 channels whatever ``alpha``; dropout, then the classifier Linear."""
+    has 1280 channels whatever ``alpha``; dropout, then the classifier Linear.
+
+    ``features``: the pooled features before the classifier (the input of ``classifier.1``),
+    (N, 1280). ``feature_maps``: the outputs of stacks 1, 2 and 4 (strides 4, 8, 16) and of the
+    last conv (stride 32).
+    """
 
     num_classes: int = 1000
     alpha: float = 1.0
@@ -97,14 +102,6 @@ class MNASNet(nn.Module):
     in_channels: int = 3
     arch: str = "mnasnet"
     min_size: int = 32
-
-    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
-        """Pooled features before the classifier (the input of ``classifier.1``), (N, 1280)."""
-        return self(x, train, output="features")
-
-    def feature_maps(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
-        """The outputs of stacks 1, 2 and 4 (strides 4, 8, 16) and of the last conv (stride 32)."""
-        return self(x, train, output="feature_maps")
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):

@@ -66,12 +66,16 @@ class DepthwiseSeparable(nn.Module):
         return block(x, train, self.features, 1, name="pw")
 
 
-class MobileNetV1(nn.Module):
+class MobileNetV1(layers.ZooModel):
     """MobileNet V1: a 3x3/2 conv, 13 depthwise separable blocks, global average pool, fc.
 
     ``alpha`` is the paper's width multiplier: every layer has ``max(int(c * alpha), min_depth)``
     channels (TF-slim's rule). The paper's resolution multiplier is simply the input size: the
     network takes any input of at least ``min_size`` pixels.
+
+    ``features``: the pooled features before the classifier, (N, max(int(1024 * alpha),
+    min_depth)). ``feature_maps``: the output of the last layer of ``features`` at strides 4, 8,
+    16 and 32.
     """
 
     num_classes: int = 1000
@@ -83,14 +87,6 @@ class MobileNetV1(nn.Module):
     in_channels: int = 3
     remat: str = "none"
     min_size: int = 32
-
-    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
-        """Pooled features before the classifier, shape (N, max(int(1024 * alpha), min_depth))."""
-        return self(x, train, output="features")
-
-    def feature_maps(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
-        """The output of the last layer of ``features`` at strides 4, 8, 16 and 32."""
-        return self(x, train, output="feature_maps")
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):
@@ -162,9 +158,13 @@ class InvertedResidual(nn.Module):
         return out
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(layers.ZooModel):
     """torchvision's MobileNetV2: channels ``layers.make_divisible(c * width_mult, round_nearest)``,
-    the last conv ``make_divisible(1280 * max(1, width_mult))``, dropout before the classifier."""
+    the last conv ``make_divisible(1280 * max(1, width_mult))``, dropout before the classifier.
+
+    ``features``: the pooled features before the classifier (the input of ``classifier.1``).
+    ``feature_maps``: the output of the last layer of ``features`` at strides 4, 8, 16 and 32.
+    """
 
     num_classes: int = 1000
     width_mult: float = 1.0
@@ -177,14 +177,6 @@ class MobileNetV2(nn.Module):
     in_channels: int = 3
     remat: str = "none"
     min_size: int = 32
-
-    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
-        """Pooled features before the classifier (the input of ``classifier.1``)."""
-        return self(x, train, output="features")
-
-    def feature_maps(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
-        """The output of the last layer of ``features`` at strides 4, 8, 16 and 32."""
-        return self(x, train, output="feature_maps")
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):
@@ -321,11 +313,12 @@ class InvertedResidualV3(nn.Module):
         return out
 
 
-class MobileNetV3(nn.Module):
+class MobileNetV3(layers.ZooModel):
     """torchvision's MobileNetV3 (``arch`` is ``mobilenet_v3_large`` or ``mobilenet_v3_small``).
 
     Classifier: Linear ``classifier_0`` -> hardswish -> dropout -> Linear ``classifier_3``.
-    ``features`` returns the pooled features, the input of ``classifier_0``.
+    ``features``: the pooled features, the input of ``classifier_0``. ``feature_maps``: the
+    output of the last layer of ``features`` at strides 4, 8, 16 and 32.
     """
 
     arch: str = "mobilenet_v3_large"
@@ -340,14 +333,6 @@ class MobileNetV3(nn.Module):
     in_channels: int = 3
     remat: str = "none"
     min_size: int = 32
-
-    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
-        """Pooled features, the input of the first classifier Linear (``classifier.0``)."""
-        return self(x, train, output="features")
-
-    def feature_maps(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
-        """The output of the last layer of ``features`` at strides 4, 8, 16 and 32."""
-        return self(x, train, output="feature_maps")
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):

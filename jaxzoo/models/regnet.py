@@ -167,10 +167,14 @@ class TrunkOutput(nn.Module):
         return outputs
 
 
-class RegNet(nn.Module):
+class RegNet(layers.ZooModel):
     """torchvision's RegNet: 3x3/2 stem of ``stem_width`` channels, the stages
     ``block_params(depth, w_0, w_a, w_m, group_width, bottleneck_multiplier)`` (each stride 2),
-    global average pool, fc. ``se_ratio`` (RegNetY) adds squeeze-excitation to every block."""
+    global average pool, fc. ``se_ratio`` (RegNetY) adds squeeze-excitation to every block.
+
+    ``features``: the pooled features before the classifier, (N, width of the last stage).
+    ``feature_maps``: the output of each stage, strides 4, 8, 16 and 32.
+    """
 
     depth: int
     w_0: int
@@ -187,14 +191,6 @@ class RegNet(nn.Module):
     in_channels: int = 3
     arch: str = "regnet"
     min_size: int = 32
-
-    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
-        """Pooled features before the classifier, shape (N, width of the last stage)."""
-        return self(x, train, output="features")
-
-    def feature_maps(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
-        """The output of each stage: strides 4, 8, 16 and 32."""
-        return self(x, train, output="feature_maps")
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):

@@ -87,9 +87,14 @@ def _shortcut(block, x, train):
     return block.norm(name="downsample_1")(x, train)
 
 
-class ResNet(nn.Module):
+class ResNet(layers.ZooModel):
     """torchvision's ResNet. ``small_input=True`` swaps the 7x7/2 stem and max-pool for a 3x3/1
-    stem (the usual CIFAR-10 variant for 32x32 images)."""
+    stem (the usual CIFAR-10 variant for 32x32 images).
+
+    ``features``: the pooled features before the classifier, (N, 512 * block.expansion).
+    ``feature_maps``: the outputs of layer1..layer4, strides 4, 8, 16, 32 (1, 2, 4, 8 with the
+    small stem).
+    """
 
     block: Any
     stage_sizes: Sequence[int]
@@ -105,14 +110,6 @@ class ResNet(nn.Module):
     remat: str = "none"
     arch: str = "resnet"
     min_size: int = 32
-
-    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
-        """Pooled features before the classifier, shape (N, 512 * block.expansion)."""
-        return self(x, train, output="features")
-
-    def feature_maps(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
-        """The outputs of layer1..layer4: strides 4, 8, 16, 32 (1, 2, 4, 8 with the small stem)."""
-        return self(x, train, output="feature_maps")
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):

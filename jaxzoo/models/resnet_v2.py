@@ -155,9 +155,15 @@ class ClassifierHead(nn.Module):
         return x.reshape(x.shape[0], -1)
 
 
-class ResNetV2(nn.Module):
+class ResNetV2(layers.ZooModel):
     """Pre-activation ResNet. ``zero_init_last`` zero-initializes each block's last conv (timm's
-    option of the same name; off by default, as in timm's ResNetV2)."""
+    option of the same name; off by default, as in timm's ResNetV2).
+
+    ``features``: the pooled features after the final BN-ReLU, the input of ``head.fc``,
+    (N, 512 * block.expansion). ``feature_maps``: the outputs of the four stages (strides 4, 8,
+    16, 32), as timm's ``features_only``: not normalized (the final BN-ReLU follows the last
+    stage only on the way to the head).
+    """
 
     block: Any
     stage_sizes: Sequence[int]
@@ -169,16 +175,6 @@ class ResNetV2(nn.Module):
     in_channels: int = 3
     arch: str = "resnet_v2"
     min_size: int = 32
-
-    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
-        """Pooled features after the final BN-ReLU, the input of ``head.fc``:
-        (N, 512 * block.expansion)."""
-        return self(x, train, output="features")
-
-    def feature_maps(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
-        """The outputs of the four stages (strides 4, 8, 16, 32), as timm's ``features_only``:
-        not normalized (the final BN-ReLU follows the last stage only on the way to the head)."""
-        return self(x, train, output="feature_maps")
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):

@@ -85,11 +85,15 @@ class InvertedResidual(nn.Module):
         return channel_shuffle(jnp.concatenate([left, right], axis=-1), 2)
 
 
-class ShuffleNetV2(nn.Module):
+class ShuffleNetV2(layers.ZooModel):
     """torchvision's ShuffleNetV2: 3x3/2 conv, 3x3/2 max-pool, three stages of units (the first
     of each strides), 1x1 conv, global average pool, fc.
 
     ``stages_out_channels``: the stem's channels, the three stages', then the last conv's.
+
+    ``features``: the pooled features before the classifier, (N, stages_out_channels[-1]).
+    ``feature_maps``: the max-pool's output (stride 4), the outputs of stage2 and stage3
+    (strides 8, 16) and of conv5 (stride 32).
     """
 
     num_classes: int = 1000
@@ -101,15 +105,6 @@ class ShuffleNetV2(nn.Module):
     in_channels: int = 3
     arch: str = "shufflenet_v2"
     min_size: int = 32
-
-    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
-        """Pooled features before the classifier, shape (N, stages_out_channels[-1])."""
-        return self(x, train, output="features")
-
-    def feature_maps(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
-        """The max-pool's output (stride 4), the outputs of stage2 and stage3 (strides 8, 16)
-        and of conv5 (stride 32)."""
-        return self(x, train, output="feature_maps")
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):

@@ -56,12 +56,13 @@ class Fire(nn.Module):
         return jnp.concatenate([left, right], axis=-1)
 
 
-class SqueezeNet(nn.Module):
+class SqueezeNet(layers.ZooModel):
     """torchvision's SqueezeNet (``version`` "1_0" or "1_1").
 
-    ``features`` returns the global average of the last Fire module's map, shape (N, 512): the
-    network has no Linear layer, its classifier (dropout, 1x1 conv, ReLU, average pool) takes the
-    map itself.
+    ``features``: the global average of the last Fire module's map, (N, 512): the network has no
+    Linear layer, its classifier (dropout, 1x1 conv, ReLU, average pool) takes the map itself.
+    ``feature_maps``: the last Fire module's output at strides 4, 8 and 16 (SqueezeNet has no
+    stride 32).
     """
 
     version: str = "1_0"
@@ -71,14 +72,6 @@ class SqueezeNet(nn.Module):
     bn_axis_name: str | None = None
     lowering: str = "xla"
     in_channels: int = 3
-
-    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
-        """The last Fire module's map averaged over height and width, shape (N, 512)."""
-        return self(x, train, output="features")
-
-    def feature_maps(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
-        """The last Fire module's output at strides 4, 8 and 16 (SqueezeNet has no stride 32)."""
-        return self(x, train, output="feature_maps")
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):

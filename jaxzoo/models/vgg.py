@@ -35,9 +35,15 @@ CFGS: dict[str, tuple[int | str, ...]] = {
 _linear_init = nn.initializers.normal(0.01)
 
 
-class VGG(nn.Module):
+class VGG(layers.ZooModel):
     """torchvision's VGG: ``cfg`` (see ``CFGS``) of 3x3 convs (+ BatchNorm with ``batch_norm``)
-    and max-pools, adaptive average pool to 7x7, three Linears with dropout."""
+    and max-pools, adaptive average pool to 7x7, three Linears with dropout.
+
+    ``features``: the pooled features before the classifier, (N, 512 * 7 * 7), in torch's
+    channel-major flattening order. ``feature_maps``: the last map at strides 4, 8, 16 and 32:
+    the last ReLU of the third, fourth and fifth stages, and the last max-pool (the output of
+    torchvision's ``features``).
+    """
 
     cfg: Sequence[int | str] = CFGS["A"]
     batch_norm: bool = False
@@ -48,16 +54,6 @@ class VGG(nn.Module):
     lowering: str = "xla"
     in_channels: int = 3
     arch: str = "vgg"
-
-    def features(self, x: jax.Array, train: bool = False) -> jax.Array:
-        """Pooled features before the classifier, shape (N, 512 * 7 * 7), in torch's
-        channel-major flattening order."""
-        return self(x, train, output="features")
-
-    def feature_maps(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
-        """The last map at strides 4, 8, 16 and 32: the last ReLU of the third, fourth and fifth
-        stages, and the last max-pool (the output of torchvision's ``features``)."""
-        return self(x, train, output="feature_maps")
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):

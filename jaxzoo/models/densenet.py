@@ -158,9 +158,7 @@ class DenseNet(layers.ZooModel):
     def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):
         layers.check_input(x, self.arch, MIN_SIZE, self.in_channels, output)
         # torch's defaults: BatchNorm eps 1e-5, momentum 0.1 (flax 0.9); convs without bias.
-        conv = functools.partial(layers.conv, dtype=self.dtype, lowering=self.lowering,
-                                 kernel_init=_conv_init)
-        norm = functools.partial(layers.BatchNorm, dtype=self.dtype, axis_name=self.bn_axis_name)
+        conv, norm = layers.conv_and_norm(self, kernel_init=_conv_init)
         max_pool = functools.partial(layers.max_pool, lowering=self.lowering)
 
         x = x.astype(self.dtype)

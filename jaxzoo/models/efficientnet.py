@@ -210,9 +210,7 @@ class EfficientNet(layers.ZooModel):
         layers.check_input(x, self.arch, self.min_size, self.in_channels, output)
         stages, last_channel, (momentum, epsilon), default_dropout = efficientnet_config(self.arch)
         dropout = default_dropout if self.dropout is None else self.dropout
-        conv = functools.partial(layers.conv, dtype=self.dtype, lowering=self.lowering)
-        norm = functools.partial(layers.BatchNorm, dtype=self.dtype, axis_name=self.bn_axis_name,
-                                 momentum=momentum, epsilon=epsilon)
+        conv, norm = layers.conv_and_norm(self, momentum=momentum, epsilon=epsilon)
         conv_bn_silu = functools.partial(layers.conv_norm_act, conv=conv, norm=norm,
                                          activation=nn.silu)
 

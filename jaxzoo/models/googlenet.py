@@ -68,10 +68,7 @@ class BasicConv2d(nn.Module):
 
 def basic_conv(module: nn.Module, kernel_init) -> ModuleDef:
     """``BasicConv2d`` with ``module``'s dtype, lowering and BatchNorm axis, and ``kernel_init``."""
-    conv = functools.partial(layers.conv, dtype=module.dtype, lowering=module.lowering,
-                             kernel_init=kernel_init)
-    norm = functools.partial(layers.BatchNorm, epsilon=1e-3, dtype=module.dtype,
-                             axis_name=module.bn_axis_name)
+    conv, norm = layers.conv_and_norm(module, kernel_init=kernel_init, epsilon=1e-3)
     return functools.partial(BasicConv2d, conv=conv, norm=norm)
 
 

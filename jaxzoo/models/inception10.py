@@ -101,8 +101,7 @@ class Inception10(layers.ZooModel):
         layers.check_input(x, "inception10", self.min_size, self.in_channels, output)
         if self.num_blocks < 1:
             raise ValueError(f"num_blocks must be at least 1, got {self.num_blocks}")
-        conv = functools.partial(layers.conv, dtype=self.dtype, lowering=self.lowering)
-        norm = functools.partial(layers.BatchNorm, dtype=self.dtype, axis_name=self.bn_axis_name)
+        conv, norm = layers.conv_and_norm(self)
         max_pool = functools.partial(layers.max_pool, lowering=self.lowering)
         x = x.astype(self.dtype)
         x = ConvBNReLU(self.init_ch, 3, conv, norm, name="conv1")(x, train)

@@ -13,7 +13,6 @@ of the layers that hold weights:
 """
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import jax
@@ -108,9 +107,7 @@ class MNASNet(layers.ZooModel):
         layers.check_input(x, self.arch, self.min_size, self.in_channels, output)
         if self.alpha <= 0.0:
             raise ValueError(f"alpha should be greater than 0.0 instead of {self.alpha}")
-        conv = functools.partial(layers.conv, dtype=self.dtype, lowering=self.lowering)
-        norm = functools.partial(layers.BatchNorm, dtype=self.dtype, axis_name=self.bn_axis_name,
-                                 momentum=_BN_MOMENTUM)
+        conv, norm = layers.conv_and_norm(self, momentum=_BN_MOMENTUM)
         depths = mnasnet_depths(self.alpha)
 
         x = x.astype(self.dtype)

@@ -197,10 +197,9 @@ class RegNet(layers.ZooModel):
         layers.check_input(x, self.arch, self.min_size, self.in_channels, output)
         stages = block_params(self.depth, self.w_0, self.w_a, self.w_m, self.group_width,
                               self.bottleneck_multiplier)
-        # torchvision: normal(0, sqrt(2 / fan_out)) for every conv, layers.conv's default.
-        conv = functools.partial(layers.conv, dtype=self.dtype, lowering=self.lowering)
-        # torchvision's _regnet: BatchNorm2d(eps=1e-05, momentum=0.1), the defaults.
-        norm = functools.partial(layers.BatchNorm, dtype=self.dtype, axis_name=self.bn_axis_name)
+        # torchvision: normal(0, sqrt(2 / fan_out)) for every conv, layers.conv's default, and
+        # _regnet's BatchNorm2d(eps=1e-05, momentum=0.1), the defaults.
+        conv, norm = layers.conv_and_norm(self)
 
         x = x.astype(self.dtype)
         x = layers.conv_norm_act(x, train, self.stem_width, 3, 2, conv=conv, norm=norm,

@@ -7,7 +7,6 @@ strides in its 3x3 convolution, not in the first 1x1.
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Sequence
 
 import jax
@@ -114,8 +113,7 @@ class ResNet(layers.ZooModel):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):
         layers.check_input(x, self.arch, self.min_size, self.in_channels, output)
-        conv = functools.partial(layers.conv, dtype=self.dtype, lowering=self.lowering)
-        norm = functools.partial(layers.BatchNorm, dtype=self.dtype, axis_name=self.bn_axis_name)
+        conv, norm = layers.conv_and_norm(self)
         x = x.astype(self.dtype)
         if self.small_input:
             x = conv(64, 3, 1, name="conv1")(x)

@@ -179,9 +179,8 @@ class ResNetV2(layers.ZooModel):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):
         layers.check_input(x, self.arch, self.min_size, self.in_channels, output)
-        conv = functools.partial(layers.conv, dtype=self.dtype, lowering=self.lowering)
         # timm's BatchNormAct2d: torch BatchNorm2d defaults (eps 1e-5, momentum 0.1) + ReLU.
-        norm = functools.partial(layers.BatchNorm, dtype=self.dtype, axis_name=self.bn_axis_name)
+        conv, norm = layers.conv_and_norm(self)
         pool = functools.partial(layers.max_pool, lowering=self.lowering)
 
         x = x.astype(self.dtype)

@@ -114,9 +114,7 @@ class ShuffleNetV2(layers.ZooModel):
         if len(self.stages_out_channels) != 5:
             raise ValueError("expected stages_out_channels as list of 5 positive ints")
         # torchvision's ShuffleNetV2 keeps torch's default conv init, kaiming_uniform_(a=sqrt(5)).
-        conv = functools.partial(layers.conv, dtype=self.dtype, lowering=self.lowering,
-                                 kernel_init=layers.torch_default_kernel)
-        norm = functools.partial(layers.BatchNorm, dtype=self.dtype, axis_name=self.bn_axis_name)
+        conv, norm = layers.conv_and_norm(self, kernel_init=layers.torch_default_kernel)
         max_pool = functools.partial(layers.max_pool, lowering=self.lowering)
 
         x = x.astype(self.dtype)

@@ -59,9 +59,7 @@ class VGG(layers.ZooModel):
     def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):
         layers.check_input(x, self.arch, MIN_SIZE, self.in_channels, output)
         # torchvision: kaiming_normal_(mode="fan_out", nonlinearity="relu"), zero bias.
-        conv = functools.partial(layers.conv, use_bias=True, dtype=self.dtype,
-                                 lowering=self.lowering)
-        norm = functools.partial(layers.BatchNorm, dtype=self.dtype, axis_name=self.bn_axis_name)
+        conv, norm = layers.conv_and_norm(self, use_bias=True)
         max_pool = functools.partial(layers.max_pool, lowering=self.lowering)
 
         x = x.astype(self.dtype)

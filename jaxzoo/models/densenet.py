@@ -17,7 +17,8 @@ new names (``norm1``, ``conv2``), the ones used here.
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp

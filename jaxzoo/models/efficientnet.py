@@ -164,7 +164,7 @@ def efficientnet_config(arch: str):
         width, depth, dropout = _V1_MULTIPLIERS[arch]
         stages = tuple(
             (kind, t, k, s, _adjust_channels(cin, width), _adjust_channels(cout, width),
-             int(math.ceil(n * depth)))  # MBConvConfig.adjust_depth
+             math.ceil(n * depth))  # MBConvConfig.adjust_depth
             for kind, t, k, s, cin, cout, n in _V1_STAGES)
         last_channel = 4 * stages[-1][5]
         # torchvision: B0-B4 keep BatchNorm2d's defaults (eps 1e-5, momentum 0.1); B5-B7 use

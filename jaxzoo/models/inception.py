@@ -12,7 +12,8 @@ torchvision's pretrained weights expect 299x299 inputs and ``transform_input=Tru
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -194,7 +195,7 @@ class Inception3(layers.ZooModel):
         conv = basic_conv(self, _INIT)
         max_pool = functools.partial(layers.max_pool, lowering=self.lowering)
         dense = functools.partial(layers.dense, dtype=self.dtype, kernel_init=_INIT)
-        blk = dict(conv=conv)
+        blk = {"conv": conv}
         block_a, block_b, block_c, block_d, block_e = (
             layers.remat_block(cls, self.remat)
             for cls in (InceptionA, InceptionB, InceptionC, InceptionD, InceptionE))

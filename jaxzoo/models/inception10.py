@@ -31,7 +31,6 @@ from flax import linen as nn
 from jaxzoo.models import layers
 from jaxzoo.models.registry import ModelSpec, register
 
-
 ModuleDef = Any
 
 

@@ -32,7 +32,7 @@ unchanged. GPUs and TPUs get "xla" (cuDNN and XLA's TPU convs). Measurements: be
 from __future__ import annotations
 
 import functools
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -99,7 +99,7 @@ def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding,
                          batch_group_count: int = 1, precision=None,
                          preferred_element_type=None):
     """``lax.conv_general_dilated`` with 2-D NHWC convs lowered for XLA:CPU (module docstring)."""
-    native = lambda: lax.conv_general_dilated(  # noqa: E731
+    native = lambda: lax.conv_general_dilated(
         lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
         dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
         batch_group_count=batch_group_count, precision=precision,
@@ -187,7 +187,7 @@ def _im2col_conv(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation, groups,
 
 def _shifted_conv(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation, groups, precision,
                   preferred_element_type):
-    kh, kw, cin_g, cout = rhs.shape
+    _, _, cin_g, cout = rhs.shape
     cout_g = cout // groups
     out_dtype = preferred_element_type or jnp.result_type(lhs.dtype, rhs.dtype)
     out = None

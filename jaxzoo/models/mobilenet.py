@@ -22,7 +22,8 @@ loads strictly.
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -144,7 +145,7 @@ class InvertedResidual(nn.Module):
         act = functools.partial(layers.conv_norm_act, conv=conv, norm=norm,
                                 activation=layers.relu6)
         in_channels = x.shape[-1]
-        hidden = int(round(in_channels * self.expand_ratio))
+        hidden = round(in_channels * self.expand_ratio)
 
         out, i = x, 0
         if self.expand_ratio != 1:

@@ -90,14 +90,14 @@ class BottleneckTransform(nn.Module):
     def __call__(self, x, train: bool):
         block = functools.partial(layers.conv_norm_act, conv=self.conv, norm=self.norm)
         width_in = x.shape[-1]
-        w_b = int(round(self.width_out * self.bottleneck_multiplier))
+        w_b = round(self.width_out * self.bottleneck_multiplier)
         groups = w_b // self.group_width
         x = block(x, train, w_b, 1, name="a")
         x = block(x, train, w_b, 3, self.stride, groups=groups, name="b")
         if self.se_ratio:
             # torchvision: the squeeze width follows the block's input width, not w_b; the
             # activations are SqueezeExcitation's defaults (ReLU, sigmoid).
-            squeeze = int(round(self.se_ratio * width_in))
+            squeeze = round(self.se_ratio * width_in)
             x = layers.SqueezeExcitation(squeeze, self.conv, name="se")(x)
         return block(x, train, self.width_out, 1, activation=None, name="c")
 

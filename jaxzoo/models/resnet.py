@@ -7,7 +7,8 @@ strides in its 3x3 convolution, not in the first 1x1.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +16,6 @@ from flax import linen as nn
 
 from jaxzoo.models import layers
 from jaxzoo.models.registry import ModelSpec, register
-
 
 ModuleDef = Any
 

@@ -22,7 +22,8 @@ There are no torchvision weights for these models (``torchvision=None``).
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -15,7 +15,8 @@ halves and shuffle the channels across the two groups.
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp

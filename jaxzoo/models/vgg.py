@@ -10,7 +10,8 @@ The convolutions keep their bias in the BatchNorm variants, as torchvision's do.
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp

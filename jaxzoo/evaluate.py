@@ -110,7 +110,10 @@ def evaluate(workdir: str | None, dataset: str | None = None, split: str = "val"
                         eval_batch_size=batch_size, seed=config.get("seed", 0),
                         data_dir=(config.get("data_dir") or None) if data_dir is None else data_dir,
                         val_fraction=config.get("val_fraction", 0.1), process_index=0,
-                        process_count=1, augment=False)
+                        process_count=1, augment=False, channels=predictor.channels,
+                        # The predictor's own transform (pretrained weights have theirs).
+                        eval_resize_size=predictor.resize_size,
+                        interpolation=predictor.interpolation)
     wordnet_ids = list(data.class_names) == sorted(data.class_names) and all(
         re.fullmatch(r"n\d{8}", str(c)) for c in data.class_names)
     if list(data.class_names) != predictor.class_names and not (
@@ -130,21 +133,15 @@ def evaluate(workdir: str | None, dataset: str | None = None, split: str = "val"
     top = np.concatenate(top) if top else np.zeros((0, k), np.int64)
 
     weights = getattr(predictor, "weights", None)
-    resize = getattr(predictor, "resize_size", None)
-    if resize and (resize != int(predictor.image_size / 0.875)
-                   or getattr(predictor, "interpolation", "bilinear") != "bilinear"):
-        note = (f"images prepared as evaluation prepares them, Resize("
-                f"{int(predictor.image_size / 0.875)}) bilinear + CenterCrop("
-                f"{predictor.image_size}), not with the weights' Resize({resize}) "
-                f"{predictor.interpolation}: accuracy may differ a little from the published")
-    else:
-        note = None
     summary = {"workdir": run.workdir if run else os.path.abspath(out),
                "model": predictor.model_name, "step": run.step if run else None,
                "epoch": run.progress.get("epoch") if run else None,
                **({"weights": f"{weights.enum}.{weights.name}"} if weights else {}),
-               "dataset": dataset, "split": split, **({"note": note} if note else {}),
-               "image_size": predictor.image_size, **summarize(labels, top, predictor.class_names)}
+               "dataset": dataset, "split": split,
+               "image_size": predictor.image_size,
+               "transform": (f"Resize({predictor.resize_size or int(predictor.image_size / 0.875)}"
+                             f", {predictor.interpolation}) + CenterCrop({predictor.image_size})"),
+               **summarize(labels, top, predictor.class_names)}
     suffix = split if dataset == trained_on else f"{_slug(dataset)}_{split}"
     if run is None:
         suffix = f"{predictor.model_name}_{suffix}"
@@ -168,9 +165,8 @@ def report(summary: dict) -> str:
              f"{summary['split']}: {summary['count']} images"]
     if not summary["count"]:
         return "\n".join(lines + ["no images to evaluate"])
-    lines.append(f"top-1 accuracy {summary['top1']:.4f}   top-5 accuracy {summary['top5']:.4f}")
-    if summary.get("note"):
-        lines.append(f"note: {summary['note']}")
+    lines.append(f"top-1 accuracy {summary['top1']:.4f}   top-5 accuracy {summary['top5']:.4f}"
+                 f"   (images: {summary['transform']})")
     rows = [c for c in summary["per_class"] if c["count"]]
     if len(rows) > 30:
         rows = sorted(rows, key=lambda c: c["accuracy"])[:10]

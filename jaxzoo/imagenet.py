@@ -9,6 +9,21 @@ import numpy as np
 # torchvision's transforms.Normalize for ImageNet-trained weights (RGB, after ToTensor's / 255).
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
+# One-channel (grayscale) input: the average of the three. A model whose RGB input conv was summed
+# into one channel (``convert.adapt_input_conv``, as timm's ``adapt_input_conv``) then sees a gray
+# image nearly as the RGB model saw it.
+GRAY_MEAN = (sum(MEAN) / 3,)
+GRAY_STD = (sum(STD) / 3,)
+
+
+def mean_std(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The normalization of ``channels``-channel images: ImageNet's for RGB, ``GRAY_*`` for one."""
+    if channels == 3:
+        return MEAN, STD
+    if channels == 1:
+        return GRAY_MEAN, GRAY_STD
+    raise ValueError(f"images have 1 (grayscale) or 3 (RGB) channels, not {channels}; a model "
+                     f"with in_channels={channels} needs inputs prepared by your own pipeline")
 
 
 @functools.lru_cache(maxsize=1)
@@ -19,9 +34,11 @@ def class_names() -> tuple[str, ...]:
 
 
 def normalize(images):
-    """uint8 RGB images (any leading axes, channels last) -> float32 normalized with ImageNet's
-    mean and std, as torchvision's ToTensor + Normalize (transposed). Works on numpy and jax
-    arrays: the train and eval steps call it on the device for uint8 batches."""
-    mean = np.asarray(MEAN, np.float32) * 255.0
-    std = np.asarray(STD, np.float32) * 255.0
+    """uint8 RGB or grayscale images (any leading axes, channels last) -> float32 normalized
+    with ``mean_std`` of their channel count, as torchvision's ToTensor + Normalize (transposed).
+    Works on numpy and jax arrays: the train and eval steps call it on the device for uint8
+    batches."""
+    mean, std = mean_std(images.shape[-1])
+    mean = np.asarray(mean, np.float32) * np.float32(255.0)
+    std = np.asarray(std, np.float32) * np.float32(255.0)
     return (images.astype(np.float32) - mean) / std

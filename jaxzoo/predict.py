@@ -8,9 +8,9 @@
 
 Images are prepared exactly as evaluation prepares them (``jaxzoo.data.pipeline``: Resize to
 size / 0.875, CenterCrop, ImageNet normalization), after PIL decodes them, applies their EXIF
-orientation and converts them to RGB (grayscale, RGBA, CMYK, 16-bit). torchvision's pretrained
-weights use their own evaluation transform instead (e.g. resnet50 IMAGENET1K_V2: Resize(232)
-bilinear, CenterCrop(224)).
+orientation and converts them to RGB (grayscale, RGBA, CMYK, 16-bit), then to gray for a model
+with ``in_channels=1``. torchvision's pretrained weights use their own evaluation transform
+instead (e.g. resnet50 IMAGENET1K_V2: Resize(232) bilinear, CenterCrop(224)).
 """
 from __future__ import annotations
 
@@ -146,7 +146,7 @@ class Predictor:
         self.model_name, self.image_size, self.batch_size = model_name, int(image_size), batch_size
         # Resize the shorter side to resize_size (default image_size / 0.875), then center-crop.
         self.resize_size = int(resize_size) if resize_size else None
-        if interpolation not in ("bilinear", "bicubic", "nearest"):
+        if interpolation not in ("bilinear", "bicubic", "nearest"):  # pipeline.INTERPOLATIONS
             raise ValueError(f"interpolation must be bilinear, bicubic or nearest, got "
                              f"{interpolation!r}")
         self.interpolation = interpolation
@@ -158,6 +158,7 @@ class Predictor:
         self.model = create_model(model_name, num_classes=len(self.class_names),
                                   lowering=runtime.lowering_for(jax.devices()[:1], lowering),
                                   **(model_kwargs or {}))
+        self.channels = self.model.in_channels  # 1: images are turned gray first
         self.variables = {k: jax.device_put(v) for k, v in variables.items()
                           if k in ("params", "batch_stats")}
         self._probabilities = _compiled_probabilities(self.model)
@@ -249,15 +250,15 @@ class Predictor:
     # ------------------------------------------------------------------ preprocessing
 
     def preprocess(self, image) -> np.ndarray:
-        """A path, PIL image or uint8 array (H, W[, 3 or 4]) -> the normalized float32
-        (size, size, 3) array the model sees, as evaluation prepares it."""
+        """A path, PIL image or uint8 array (H, W[, 1, 3 or 4]) -> the normalized float32
+        (size, size, channels) array the model sees, as evaluation prepares it."""
         if self._tf_preprocess is None:
             self._tf_preprocess = _tf_preprocess_fn(self.image_size, self.resize_size,
-                                                    self.interpolation)
+                                                    self.interpolation, self.channels)
         return self._tf_preprocess(_as_rgb_uint8(image)).numpy()
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """Class probabilities (N, num_classes) of preprocessed images (N, size, size, 3). Runs
+        """Class probabilities (N, num_classes) of preprocessed images (N, size, size, C). Runs
         in batches of at most ``batch_size``, padded to a power of two to compile few shapes."""
         batch = np.asarray(batch, np.float32)
         out = []
@@ -286,7 +287,7 @@ class Predictor:
         items = [images] if single else list(images)
         paths = [os.fspath(x) if isinstance(x, (str, os.PathLike)) else None for x in items]
         batch = np.stack([self.preprocess(x) for x in items]) if items else np.zeros(
-            (0, self.image_size, self.image_size, 3), np.float32)
+            (0, self.image_size, self.image_size, self.channels), np.float32)
         results = [self._top(p, top_k, path) for p, path in zip(self.probabilities(batch), paths)]
         return results[0] if single else results
 
@@ -347,34 +348,16 @@ def _compiled_probabilities(model):
 
 @functools.lru_cache(maxsize=None)
 def _tf_preprocess_fn(size: int, resize_size: int | None = None,
-                      interpolation: str = "bilinear"):
-    """torchvision's Resize(resize_size) (shorter side, antialiased) + CenterCrop(size) +
-    ImageNet normalization; ``resize_size=None`` with bilinear is evaluation's own transform."""
+                      interpolation: str = "bilinear", channels: int = 3):
+    """Evaluation's transform (``jaxzoo.data.pipeline``): torchvision's Resize(resize_size)
+    (shorter side, antialiased; default size / 0.875) + CenterCrop(size), gray for one-channel
+    models, normalized."""
     from jaxzoo.data._tf import tf
-    from jaxzoo.data.pipeline import normalize, resize_center_crop
-
-    if resize_size is None and interpolation == "bilinear":
-        @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
-        def preprocess(image):
-            return normalize(resize_center_crop(image, size))
-
-        return preprocess
-    resize = int(resize_size or size / 0.875)
+    from jaxzoo.data.pipeline import normalize, resize_center_crop, with_channels
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
-    def preprocess_with(image):
-        shape = tf.shape(image)
-        height, width = shape[0], shape[1]
-        short, long = tf.minimum(height, width), tf.maximum(height, width)
-        new_long = tf.cast(resize * long / short, tf.int32)  # floor, as torchvision
-        new_height = tf.where(height <= width, resize, new_long)
-        new_width = tf.where(height <= width, new_long, resize)
-        image = tf.image.resize(image, tf.stack([new_height, new_width]), method=interpolation,
-                                antialias=interpolation != "nearest")
-        if interpolation == "bicubic":  # bicubic overshoots; torchvision clamps to 0..255
-            image = tf.clip_by_value(image, 0.0, 255.0)
-        top = tf.cast(tf.round(tf.cast(new_height - size, tf.float32) / 2), tf.int32)
-        left = tf.cast(tf.round(tf.cast(new_width - size, tf.float32) / 2), tf.int32)
-        return normalize(tf.slice(image, tf.stack([top, left, 0]), [size, size, 3]))
+    def preprocess(image):
+        image = with_channels(image, channels)
+        return normalize(resize_center_crop(image, size, resize_size, interpolation))
 
-    return preprocess_with
+    return preprocess

@@ -1,13 +1,13 @@
 """tf.data preprocessing and the ``get_datasets`` entry point.
 
     data = get_datasets("tf_flowers", image_size=224, global_batch_size=64)
-    for batch in data.train_batches(epoch):   # {"image": (B, H, W, 3) float32, "label": (B,) int32}
+    for batch in data.train_batches(epoch):   # {"image": (B, H, W, C) float32, "label": (B,) int32}
         ...                                   # (uint8 images with image_dtype="uint8")
     for batch in data.val_batches():          # the same plus "mask": (B,) bool, False on padding
         ...
 
 Training images get torchvision's RandomResizedCrop and a horizontal flip, evaluation images its
-Resize(size / 0.875) + CenterCrop(size). All of it runs in TensorFlow ops on the host CPU, in
+Resize(size / 0.875) + CenterCrop(size). Images are RGB, or gray for one-channel models. All of it runs in TensorFlow ops on the host CPU, in
 parallel, ahead of the training step. Of a JPEG, training decodes only the crop's window.
 
 The resampled images are rounded to uint8, as torchvision's PIL transforms produce them.
@@ -33,16 +33,31 @@ CROP_RATIO = (3 / 4, 4 / 3)
 SHAPES_CROP_SCALE = (0.35, 1.0)  # small synthetic images: a 8% crop would often miss the shape
 IMAGE_DTYPES = ("float32", "uint8")
 
-# jaxzoo.imagenet.normalize's constants, in float32 as it computes them.
-_MEAN_255 = np.asarray(imagenet.MEAN, np.float32) * np.float32(255.0)
-_STD_255 = np.asarray(imagenet.STD, np.float32) * np.float32(255.0)
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")  # the eval transforms of torchvision weights
 
 
 def normalize(image: tf.Tensor) -> tf.Tensor:
-    """uint8-range RGB to ImageNet-normalized float32, as torchvision's ToTensor + Normalize:
-    ``jaxzoo.imagenet.normalize`` in TensorFlow ops (the same float32 operations, the same
-    numbers)."""
-    return (tf.cast(image, tf.float32) - tf.constant(_MEAN_255)) / tf.constant(_STD_255)
+    """uint8-range RGB or grayscale to normalized float32, as torchvision's ToTensor +
+    Normalize: ``jaxzoo.imagenet.normalize`` in TensorFlow ops (the same float32 operations, the
+    same numbers)."""
+    mean, std = imagenet.mean_std(image.shape[-1])
+    mean = np.asarray(mean, np.float32) * np.float32(255.0)
+    std = np.asarray(std, np.float32) * np.float32(255.0)
+    return (tf.cast(image, tf.float32) - tf.constant(mean)) / tf.constant(std)
+
+
+def to_grayscale(image: tf.Tensor) -> tf.Tensor:
+    """uint8 RGB (H, W, 3) -> uint8 grayscale (H, W, 1) with PIL's ``convert("L")`` integer
+    formula (what torchvision's ``Grayscale()`` runs on a PIL image): ITU-R 601-2 luma,
+    (19595 R + 38470 G + 7471 B + 2^15) >> 16. A gray image's pixels come back unchanged."""
+    rgb = tf.cast(image, tf.int32)
+    luma = (rgb[..., 0:1] * 19595 + rgb[..., 1:2] * 38470 + rgb[..., 2:3] * 7471 + 32768) // 65536
+    return tf.cast(luma, tf.uint8)
+
+
+def with_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
+    """A decoded uint8 RGB image with the ``channels`` a model takes: 3 as it is, 1 in gray."""
+    return to_grayscale(image) if channels == 1 else image
 
 
 def to_uint8(image: tf.Tensor) -> tf.Tensor:
@@ -75,20 +90,24 @@ def random_resized_crop(image, size: int, seed, scale=CROP_SCALE, ratio=CROP_RAT
                             size))
 
 
-def resize_center_crop(image, size: int):
-    """torchvision's Resize(int(size / 0.875)) (shorter side) + CenterCrop(size), uint8."""
-    resize = int(size / EVAL_CROP_FRACTION)
+def resize_center_crop(image, size: int, resize_size: int | None = None,
+                       interpolation: str = "bilinear"):
+    """torchvision's Resize(resize_size) (shorter side, antialiased; default int(size / 0.875))
+    + CenterCrop(size), uint8, as its evaluation transforms (and those of its pretrained weights:
+    resnet50 IMAGENET1K_V2 resizes to 232 bilinear, inception_v3 to 342) prepare images."""
+    resize = int(resize_size or size / EVAL_CROP_FRACTION)
     shape = tf.shape(image)
     height, width = shape[0], shape[1]
     short, long = tf.minimum(height, width), tf.maximum(height, width)
     new_long = tf.cast(resize * long / short, tf.int32)  # floor, as torchvision
     new_height = tf.where(height <= width, resize, new_long)
     new_width = tf.where(height <= width, new_long, resize)
-    image = tf.image.resize(image, tf.stack([new_height, new_width]), method="bilinear",
-                            antialias=True)
+    # to_uint8 clamps too: bicubic overshoots 0..255, which PIL clamps.
+    image = tf.image.resize(image, tf.stack([new_height, new_width]), method=interpolation,
+                            antialias=interpolation != "nearest")
     top = tf.cast(tf.round(tf.cast(new_height - size, tf.float32) / 2), tf.int32)
     left = tf.cast(tf.round(tf.cast(new_width - size, tf.float32) / 2), tf.int32)
-    return to_uint8(tf.slice(image, tf.stack([top, left, 0]), [size, size, 3]))
+    return to_uint8(tf.slice(image, tf.stack([top, left, 0]), tf.stack([size, size, -1])))
 
 
 def _plain_tf(fn):
@@ -125,9 +144,18 @@ class Datasets:
 
     def __init__(self, source: Source, *, image_size: int, global_batch_size: int,
                  eval_batch_size: int, seed: int, process_index: int, process_count: int,
-                 augment: bool, crop_scale: tuple[float, float], image_dtype: str = "float32"):
+                 augment: bool, crop_scale: tuple[float, float], image_dtype: str = "float32",
+                 channels: int = 3, eval_resize_size: int | None = None,
+                 interpolation: str = "bilinear"):
         if image_dtype not in IMAGE_DTYPES:
             raise ValueError(f"image_dtype must be one of {IMAGE_DTYPES}, got {image_dtype!r}")
+        imagenet.mean_std(channels)  # 1 or 3, else a clear error
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got "
+                             f"{interpolation!r}")
+        if eval_resize_size is not None and eval_resize_size < image_size:
+            raise ValueError(f"eval_resize_size={eval_resize_size} is smaller than the crop, "
+                             f"image_size={image_size}")
         self._source = source
         self.class_names = source.class_names
         self.num_train = source.num_train
@@ -147,6 +175,11 @@ class Datasets:
         self.augment = augment
         self.crop_scale = tuple(crop_scale)
         self.image_dtype = image_dtype
+        self.channels = channels  # 3 (RGB), or 1: decoded images turned gray as PIL does
+        # Evaluation's Resize(eval_resize_size or image_size / 0.875) with ``interpolation``,
+        # then CenterCrop(image_size): pretrained weights are evaluated with their own.
+        self.eval_resize_size = eval_resize_size
+        self.interpolation = interpolation
         # Decode only the crop window of JPEGs for RandomResizedCrop (the same pixels as the full
         # decode); False decodes whole images, as a reference for tests and benchmarks.
         self.crop_decoding = True
@@ -160,11 +193,20 @@ class Datasets:
         """A uint8 image as this pipeline yields it: uint8, or normalized float32."""
         return image if self.image_dtype == "uint8" else normalize(image)
 
+    def _decode(self, example):
+        image, label = self._source.decode(example)
+        return with_channels(image, self.channels), label
+
     def _decode_crop(self, example, window: Window):
         if self.crop_decoding and self._source.decode_crop is not None:
-            return self._source.decode_crop(example, window)
-        image, label = self._source.decode(example)
+            image, label = self._source.decode_crop(example, window)
+            return with_channels(image, self.channels), label
+        image, label = self._decode(example)
         return crop(image, window), label
+
+    def _eval_transform(self, image):
+        return resize_center_crop(image, self.image_size, self.eval_resize_size,
+                                  self.interpolation)
 
     def train_batches(self, epoch: int, start_step: int = 0):
         """One epoch of this process's training batches, from step ``start_step`` on.
@@ -187,8 +229,8 @@ class Datasets:
                 image = tf.image.stateless_random_flip_left_right(
                     to_uint8(_resize(image, size)), flip)
             else:
-                image, label = self._source.decode(example)
-                image = resize_center_crop(image, size)
+                image, label = self._decode(example)
+                image = self._eval_transform(image)
             return {"image": self._finish(image), "label": label}
 
         ds = self._source.train(_seed(self.seed, epoch, self.process_index, 0))
@@ -214,12 +256,12 @@ class Datasets:
             steps = math.ceil(math.ceil(self.num_train / self.process_count) / batch)
 
         def preprocess(example):
-            image, label = self._source.decode(example)
-            return {"image": self._finish(resize_center_crop(image, size)), "label": label,
+            image, label = self._decode(example)
+            return {"image": self._finish(self._eval_transform(image)), "label": label,
                     "mask": tf.constant(True)}
 
         padding = tf.data.Dataset.from_tensors({
-            "image": tf.zeros([size, size, 3], self.image_dtype), "label": tf.constant(0, tf.int32),
+            "image": tf.zeros([size, size, self.channels], self.image_dtype), "label": tf.constant(0, tf.int32),
             "mask": tf.constant(False)}).repeat()
         ds = examples.map(_plain_tf(preprocess), num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.concatenate(padding).take(steps * batch)
@@ -257,7 +299,9 @@ def get_datasets(dataset: str = "shapes", *, image_size: int = 64, global_batch_
                  process_count: int | None = None, augment: bool = True,
                  crop_scale: tuple[float, float] | None = None,
                  max_image_pixels: int = folder.MAX_IMAGE_PIXELS,
-                 image_dtype: str = "float32") -> Datasets:
+                 image_dtype: str = "float32", channels: int = 3,
+                 eval_resize_size: int | None = None,
+                 interpolation: str = "bilinear") -> Datasets:
     """The training and validation data of ``dataset``, for this process.
 
     ``dataset``: a TFDS name (``tf_flowers``, ``cifar10``, ``imagenette``, ...), ``folder:PATH``
@@ -267,7 +311,10 @@ def get_datasets(dataset: str = "shapes", *, image_size: int = 64, global_batch_
     ``crop_scale``: RandomResizedCrop's area range; torchvision's (0.08, 1) by default, a milder
     (0.35, 1) for ``shapes``. ``max_image_pixels``: larger images of a folder are skipped.
     ``image_dtype``: ``"float32"`` batches are normalized on the host, ``"uint8"`` ones are the
-    pixels, for the train and eval steps to normalize on the device.
+    pixels, for the train and eval steps to normalize on the device. ``channels``: 3 (RGB) or 1
+    (images turned gray as torchvision's ``Grayscale()`` does, for a model with
+    ``in_channels=1``). ``eval_resize_size`` and ``interpolation``: evaluation's resize before
+    its center crop (default int(image_size / 0.875), bilinear).
     """
     if process_index is None or process_count is None:
         import jax
@@ -306,4 +353,6 @@ def get_datasets(dataset: str = "shapes", *, image_size: int = 64, global_batch_
     return Datasets(source, image_size=image_size, global_batch_size=global_batch_size,
                     eval_batch_size=eval_batch_size, seed=seed, process_index=process_index,
                     process_count=process_count, augment=augment,
-                    crop_scale=crop_scale or CROP_SCALE, image_dtype=image_dtype)
+                    crop_scale=crop_scale or CROP_SCALE, image_dtype=image_dtype,
+                    channels=channels, eval_resize_size=eval_resize_size,
+                    interpolation=interpolation)

@@ -40,9 +40,11 @@ class Source:
 
 
 def crop(image: tf.Tensor, window: Window) -> tf.Tensor:
-    """``image`` (H, W, 3) cropped to ``window(its shape)``."""
+    """``image`` (H, W, C) cropped to ``window(its shape)``, C kept in the static shape."""
     begin, size = window(tf.shape(image))
-    return tf.slice(image, begin, size)
+    cropped = tf.slice(image, begin, size)
+    cropped.set_shape([None, None, image.shape[-1]])
+    return cropped
 
 
 def decode_window(contents: tf.Tensor, window: Window) -> tf.Tensor:

@@ -73,6 +73,8 @@ def remat_kwargs(config) -> dict:
 def _load_data(config):
     from jaxzoo.data import get_datasets
 
+    # Gray images for a one-channel model (inception_mnist, or any with in_channels=1).
+    channels = create_model(config.model, **config.model_kwargs).in_channels
     return get_datasets(dataset=config.dataset, image_size=config.image_size,
                         global_batch_size=config.batch_size,
                         eval_batch_size=config.eval_batch_size or None, seed=config.seed,
@@ -80,7 +82,8 @@ def _load_data(config):
                         process_index=jax.process_index(), process_count=jax.process_count(),
                         augment=config.augment, max_image_pixels=config.max_image_pixels,
                         crop_scale=tuple(config.get("crop_scale", ())) or None,
-                        image_dtype="uint8")  # normalized on the device (step.model_input)
+                        image_dtype="uint8",  # normalized on the device (step.model_input)
+                        channels=channels)
 
 
 def evaluate(eval_step, state, mesh, data) -> dict:

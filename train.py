@@ -43,20 +43,31 @@ def resolve_config_arg(argv: list[str]) -> tuple[list[str], str | None]:
     return argv, name
 
 
-def check_overrides(argv: list[str]) -> None:
+def check_overrides(argv: list[str]) -> tuple[list[str], dict]:
     """Exit with a one-line error naming the closest fields when a ``--config.KEY=VALUE`` names
-    a field the config does not have (ml_collections would print a traceback)."""
+    a field the config does not have (ml_collections would print a traceback). Returns argv
+    without the ``--config.model_kwargs.KEY=VALUE`` that set a model option the config does not
+    list (ml_collections cannot add one), and those options, for ``main`` to add."""
     config_arg = next((a for a in argv if a.startswith("--config=")), None)
     if config_arg is None:
-        return
+        return argv, {}
     path, _, preset = config_arg[len("--config="):].partition(":")
     config = configs.load_config(path, preset or None)
+    kept, model_kwargs = [], {}
     for arg in argv:
-        if arg.startswith("--config."):
-            try:
-                configs.check_override(config, arg[len("--config."):].partition("=")[0])
-            except ValueError as e:
-                raise SystemExit(f"error: {e}") from None
+        key, _, value = arg[len("--config."):].partition("=")
+        try:
+            if arg.startswith("--config.model_kwargs.") and "=" in arg and \
+                    key.split(".")[1] not in config.model_kwargs:
+                name, parsed = configs.model_kwargs_override(config, key.split(".", 1)[1], value)
+                model_kwargs[name] = parsed
+                continue
+            if arg.startswith("--config."):
+                configs.check_override(config, key)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
+        kept.append(arg)
+    return kept, model_kwargs
 
 
 CONFIG = config_flags.DEFINE_config_file(
@@ -137,7 +148,7 @@ def run(config, workdir: str, command: str | None = None, **kwargs) -> int:
     return 0
 
 
-def main(argv, config_name, command):
+def main(argv, config_name, command, model_kwargs=None):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     import jax
@@ -146,6 +157,9 @@ def main(argv, config_name, command):
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint at INFO
     initialize_distributed(flags.FLAGS.distributed)
     config = CONFIG.value
+    if model_kwargs:
+        with config.unlocked():
+            config.model_kwargs.update(model_kwargs)
     cache = compilation_cache_dir(config)
     if cache:
         jax.config.update("jax_compilation_cache_dir", cache)
@@ -159,6 +173,6 @@ if __name__ == "__main__":
     keep_freed_memory()  # before JAX starts its threads
     command = shlex.join(["python", *sys.argv])
     argv, config_name = resolve_config_arg(sys.argv)
-    check_overrides(argv)
+    argv, model_kwargs = check_overrides(argv)
     sys.argv = argv
-    app.run(lambda a: main(a, config_name, command), argv=argv)
+    app.run(lambda a: main(a, config_name, command, model_kwargs), argv=argv)

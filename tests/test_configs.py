@@ -91,9 +91,40 @@ def _run_train_py(*args):
 @pytest.mark.parametrize("override,message", [
     ("--config.learning_rat=1", r"the config has no field 'learning_rat' \(from "
                                 r"--config.learning_rat\)\. Did you mean --config.learning_rate"),
-    ("--config.model_kwargs.dropoutt=0.5", r"config.model_kwargs has no field 'dropoutt'"),
+    ("--config.model_kwargs.in_chanels=1", r"resnet18_cifar has no setting 'in_chanels' \(from "
+     r"--config.model_kwargs.in_chanels\)\. Did you mean --config.model_kwargs.in_channels\?"),
+    ("--config.model_kwargs.num_classes=3", r"resnet18_cifar has no setting 'num_classes'"),
 ])
 def test_unknown_config_field_names_the_closest(override, message):
     out = _run_train_py("--config=resnet18_cifar:shapes", override)
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert __import__("re").search(message, out.stderr), out.stderr[-2000:]
+
+
+def test_a_model_option_the_config_does_not_list_is_added_from_the_command_line():
+    """``--config.model_kwargs.KEY=VALUE`` sets any option of the model (ml_collections alone
+    cannot add a field to a config), parsed as a Python literal."""
+    import train as train_py
+
+    argv, added = train_py.check_overrides([
+        "train.py", f"--config={ROOT}/configs/googlenet.py", "--config.model_kwargs.in_channels=1",
+        "--config.model_kwargs.transform_input=True", "--config.num_epochs=2"])
+    assert argv == ["train.py", f"--config={ROOT}/configs/googlenet.py", "--config.num_epochs=2"]
+    assert added == {"in_channels": 1, "transform_input": True}
+
+
+def test_torchvision_weights_build_torchvisions_network_unless_the_config_says_otherwise():
+    """init_from=torchvision for googlenet builds it with transform_input=True, as
+    torchvision.models.googlenet(weights=...) does, and config.json records it."""
+    from jaxzoo.train.state import with_pretrained_network
+
+    config = configs.load_config("googlenet")
+    config.init_from = "torchvision"
+    built = with_pretrained_network(config, log=lambda *a: None)
+    assert dict(built.model_kwargs) == {"transform_input": True}
+    assert "transform_input" not in config.model_kwargs  # the caller's config is left as it was
+    config.model_kwargs.transform_input = False  # the config's own choice stands
+    assert with_pretrained_network(config).model_kwargs.transform_input is False
+    resnet = configs.load_config("resnet34")
+    resnet.init_from = "torchvision"
+    assert with_pretrained_network(resnet) is resnet  # nothing to add

@@ -2,7 +2,8 @@
 models, and the parity check."""
 from jaxzoo.convert.export import export_workdir
 from jaxzoo.convert.hub import WeightsHashMismatch, WeightsUnavailable
-from jaxzoo.convert.loader import Loaded, converted_dir, load, pretrained, weights_cache_dir
+from jaxzoo.convert.loader import (Loaded, converted_dir, load, network_kwargs, pretrained,
+                                   weights_cache_dir)
 from jaxzoo.convert.torchvision import (LoadReport, adapt_input_conv, fit_variables, from_torch,
                                         load_state_dict, load_torch, new_head_value,
                                         num_classes_of, save_torch, to_torch, torch_key)
@@ -10,6 +11,6 @@ from jaxzoo.convert.weights_table import WeightsEntry, list_weights, weights_ent
 
 __all__ = ["LoadReport", "Loaded", "WeightsEntry", "WeightsHashMismatch", "WeightsUnavailable",
            "adapt_input_conv", "converted_dir", "export_workdir", "fit_variables", "from_torch",
-           "list_weights", "load", "load_state_dict", "load_torch", "new_head_value",
+           "list_weights", "load", "load_state_dict", "load_torch", "network_kwargs", "new_head_value",
            "num_classes_of", "pretrained", "save_torch", "to_torch", "torch_key",
            "weights_cache_dir", "weights_entry"]

@@ -236,6 +236,24 @@ def _published_as(name: str, path: str) -> WeightsEntry | None:
     return matches[0] if matches else None
 
 
+def network_kwargs(name: str, source: Any) -> dict:
+    """The ``create_model`` arguments torchvision builds ``name`` with for the weights
+    ``source`` names (``"torchvision[:WEIGHTS]"``, or torchvision's own file by its name), other
+    than the auxiliary heads: ``{"transform_input": True}`` for googlenet and inception_v3, as
+    ``torchvision.models.googlenet(weights=...)`` sets it. ``{}`` for any other source."""
+    if isinstance(source, WeightsEntry):
+        entry = source
+    elif isinstance(source, str) and is_pretrained_spec(source):
+        entry = weights_entry(name, parse_weights(source))
+    elif isinstance(source, (str, os.PathLike)) and os.path.isfile(os.path.expanduser(source)):
+        entry = _published_as(name, os.fspath(source))
+    else:
+        entry = None
+    if entry is None:
+        return {}
+    return {k: v for k, v in entry.model_kwargs().items() if k != "aux_logits"}
+
+
 def _differences(model, expected: dict, entry: WeightsEntry) -> list[str]:
     """Where a model built elsewhere differs from the network torchvision builds for ``entry``
     in a way that changes what the weights compute (``transform_input``)."""
@@ -246,7 +264,7 @@ def _differences(model, expected: dict, entry: WeightsEntry) -> list[str]:
         notes.append(f"torchvision builds {entry.model} with {field}={value!r} for {entry.spec}, "
                      f"but this model has {field}={getattr(model, field)!r}, so the pretrained "
                      f"layers see their inputs otherwise than they were trained on; build it with "
-                     f"{field}={value!r} (in a config: model_kwargs={{{field!r}: {value!r}}}) "
+                     f"{field}={value!r} (train.py: --config.model_kwargs.{field}={value!r}) "
                      f"for torchvision's network")
     return notes
 

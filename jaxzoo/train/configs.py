@@ -3,6 +3,8 @@ by name, loading them, and checking ``--config.KEY=VALUE`` overrides against the
 ``train.py``, the benchmark and ``python -m jaxzoo check --train-steps`` load configs here."""
 from __future__ import annotations
 
+import ast
+import dataclasses
 import difflib
 import importlib.util
 import os
@@ -59,3 +61,36 @@ def check_override(config, key: str) -> None:
             raise ValueError(f"{where} has no field {part!r} (from --config.{key}).{hint} Its "
                              f"fields: {', '.join(sorted(fields)) or 'none'}")
         node, walked = node[part], [*walked, part]
+
+
+# Model fields that the config sets itself (num_classes from the data, dtype from config.dtype,
+# ...), not through model_kwargs.
+_NOT_MODEL_KWARGS = ("parent", "name", "num_classes", "dtype", "bn_axis_name", "lowering",
+                     "remat")
+
+
+def model_kwargs_fields(model: str) -> list[str]:
+    """The fields of ``model`` that ``config.model_kwargs`` may set (``in_channels``,
+    ``transform_input``, ``dropout``, ...)."""
+    from jaxzoo.models import create_model
+
+    return sorted(f.name for f in dataclasses.fields(type(create_model(model)))
+                  if f.name not in _NOT_MODEL_KWARGS)
+
+
+def model_kwargs_override(config, key: str, value: str) -> tuple[str, object]:
+    """``--config.model_kwargs.KEY=VALUE`` for a KEY the config's ``model_kwargs`` does not list
+    yet (ml_collections cannot add fields from the command line): the field, checked against
+    the model's own, and the value as a Python literal (``1``, ``True``, ``0.3``; else the
+    string)."""
+    fields = model_kwargs_fields(config.model)
+    if key not in fields:
+        close = difflib.get_close_matches(key, fields, n=3, cutoff=0.5)
+        hint = (" Did you mean " + ", ".join(f"--config.model_kwargs.{c}" for c in close) + "?"
+                if close else "")
+        raise ValueError(f"{config.model} has no setting {key!r} (from --config.model_kwargs."
+                         f"{key}).{hint} Its settings: {', '.join(fields)}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value

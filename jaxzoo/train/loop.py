@@ -20,7 +20,7 @@ from jaxzoo.models import create_model
 from jaxzoo.train import checkpoint, report
 from jaxzoo.train.preemption import StopRequest
 from jaxzoo.train.state import (create_train_state, initial_variables, learning_rate_schedule,
-                                trainable_mask)
+                                trainable_mask, with_pretrained_network)
 from jaxzoo.train.step import (AXIS, make_eval_step, make_mesh, make_train_step_for_config,
                                replicate, shard_batch)
 
@@ -227,6 +227,7 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
     log = print if is_main else (lambda *a, **k: None)
     mesh = make_mesh(devices)
     check_config(config, mesh.size, jax.process_count())
+    config = with_pretrained_network(config, log)
 
     data = data if data is not None else _load_data(config)
     class_names = list(data.class_names)

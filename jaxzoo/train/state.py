@@ -64,6 +64,27 @@ def create_optimizer(config, steps_per_epoch: int, mask) -> optax.GradientTransf
     return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
 
 
+def with_pretrained_network(config, log=print):
+    """``config``, or a copy whose ``model_kwargs`` build the network torchvision builds for the
+    weights ``config.init_from`` names (``transform_input=True`` for googlenet and inception_v3
+    from ``torchvision[:WEIGHTS]`` or torchvision's own file), where ``model_kwargs`` does not set
+    the field itself. The copy is what the workdir's config.json records, so prediction from the
+    run builds the same network."""
+    if not config.init_from:
+        return config
+    extra = {k: v for k, v in convert.network_kwargs(config.model, config.init_from).items()
+             if k not in config.model_kwargs}
+    if not extra:
+        return config
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+        config.model_kwargs.update(extra)
+    log(f"init_from {config.init_from}: building {config.model} as torchvision does for these "
+        f"weights, with " + ", ".join(f"{k}={v!r}" for k, v in extra.items())
+        + " (set --config.model_kwargs to choose otherwise)")
+    return config
+
+
 def initial_variables(config, model, num_classes: int, rng: jax.Array, source: str = "",
                       log=print) -> dict:
     """Random weights, or those in ``source`` (``config.init_from``: a torchvision .pth or

@@ -58,6 +58,36 @@ def test_training_learns_and_resumes_where_it_stopped(tmp_path, capsys):
         assert [json.loads(line)["epoch"] for line in f] == [1, 2, 3]
 
 
+def test_the_next_batch_goes_to_the_devices_before_the_host_waits_for_a_step(tmp_path,
+                                                                            monkeypatch):
+    """The input's copy to the devices overlaps the step before it: dispatch is asynchronous and
+    the host reads a step's metrics one step late, so batch N+1 is put (``shard_batch``, an
+    asynchronous copy) before the host first waits for step N, while step N runs."""
+    from jaxzoo.train import loop
+
+    events, put = [], loop.shard_batch
+
+    def logged_put(mesh, batch):
+        if "mask" not in batch:  # a training batch (evaluation's have a mask)
+            events.append(("put", 1 + sum(kind == "put" for kind, _ in events)))
+        return put(mesh, batch)
+
+    add = loop.EpochMetrics.add
+
+    def logged_add(self, metrics, step, *args):
+        events.append(("wait", step))  # float(metrics["loss"]) waits for the step
+        return add(self, metrics, step, *args)
+
+    monkeypatch.setattr(loop, "shard_batch", logged_put)
+    monkeypatch.setattr(loop.EpochMetrics, "add", logged_add)
+    _train(tmp_path, num_epochs=1)
+    steps = QuadrantData().steps_per_epoch
+    assert sorted(events) == sorted([("put", n) for n in range(1, steps + 1)]
+                                    + [("wait", n) for n in range(1, steps + 1)])
+    for n in range(1, steps):
+        assert events.index(("put", n + 1)) < events.index(("wait", n)), events
+
+
 def test_throughput_goes_to_metrics_the_epoch_line_tensorboard_and_a_profile(tmp_path, capsys):
     from jaxzoo.data._tf import tf
     from jaxzoo.train import report

@@ -316,8 +316,9 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
     def record(pending) -> bool:
         """Read a step's metrics into the epoch's sums and the bar; returns its stop flag.
         Metrics (and the stop request) are read one step late, so the host never waits for
-        the step it has just dispatched; every process reads the same values, so all stop at
-        the same step."""
+        the step it has just dispatched: it fetches the next batch and starts its copy to the
+        devices while that step runs. Every process reads the same values, so all stop at the
+        same step."""
         metrics, step, stop_flag = pending
         epoch = (step - 1) // steps_per_epoch + 1
         bar.update(epoch_metrics.add(metrics, step, epoch, config.skip_nonfinite))

@@ -121,6 +121,10 @@ def test_string_padding_and_input_dilation_match_native():
 def test_formulation_by_shape():
     assert lowering.formulation_for((1, 16, 16, 8), (3, 3, 8, 8), 1) == "im2col_grad"
     assert lowering.formulation_for((1, 8, 8, 8), (3, 3, 8, 8), 1) == "im2col"
+    # ...unless its patches would be large: resnet18_cifar's layer3 at batch 128 (75 MiB), not
+    # resnet34's at 32 px and batch 32 (4.5 MiB).
+    assert lowering.formulation_for((128, 8, 8, 256), (3, 3, 256, 256), 1) == "native"
+    assert lowering.formulation_for((32, 8, 8, 64), (3, 3, 64, 64), 1) == "im2col"
     assert lowering.formulation_for((1, 56, 56, 8), (1, 1, 8, 8), 1) == "im2col"
     assert lowering.formulation_for((1, 8, 8, 8), (3, 3, 1, 8), 8) == "depthwise"
     assert lowering.formulation_for((1, 8, 8, 8), (3, 3, 2, 8), 4) == "grouped"

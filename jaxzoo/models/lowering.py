@@ -19,9 +19,11 @@ than PyTorch does: a 32-group 3x3 conv's forward+backward is hundreds of times s
   backward is slow, so grouped convs keep the native forward and take the gradient of the einsums
   (a ``custom_vjp``).
 - dense: 1x1 convs, and kxk convs on maps of at most 8x8, are one matmul (im2col: the kh*kw
-  shifted views concatenated along channels). On larger maps XLA's native forward is faster, its
-  backward is not (the kernel gradient is a convolution whose window is the whole feature map):
-  those convs keep the native forward and take the gradient of the im2col matmul.
+  shifted views concatenated along channels), unless those patches would pass 32 MiB (large
+  batches), where XLA's native conv is as fast and the patches cost memory. On larger maps XLA's
+  native forward is faster, its backward is not (the kernel gradient is a convolution whose
+  window is the whole feature map): those convs keep the native forward and take the gradient
+  of the im2col matmul.
 - max-pool: torch's backward written as shifted compares instead of the select-and-scatter JAX
   derives for ``reduce_window``.
 
@@ -43,6 +45,10 @@ LOWERINGS = ("xla", "cpu")
 # Dense kxk convs on feature maps of at most this many pixels (8x8) run as im2col + one matmul:
 # XLA:CPU's native conv runs at a fraction of its usual rate on such small maps.
 _IM2COL_MAX_PIXELS = 64
+# ... unless the patches would be this large: at batch sizes that make them so, XLA's native conv
+# runs as fast on these maps (resnet18_cifar at batch 128, benchmarks/README.md), and the patches
+# and their gradient were a third of the train step's buffers.
+_IM2COL_MAX_PATCH_BYTES = 32 * 2**20
 # A depthwise kernel gradient sums over the padded map when it is at most this much larger than
 # the output (below).
 _PAD_TRICK_MAX_AREA = 1.3
@@ -83,8 +89,12 @@ def formulation_for(lhs_shape, rhs_shape, feature_group_count: int,
         return "native"
     if feature_group_count == 1:
         kh, kw = rhs_shape[:2]
-        if kh * kw == 1 or lhs_shape[1] * lhs_shape[2] <= _IM2COL_MAX_PIXELS:
+        if kh * kw == 1:
             return "im2col"
+        if lhs_shape[1] * lhs_shape[2] <= _IM2COL_MAX_PIXELS:
+            # Sized at the input's resolution (a strided conv's are a quarter of this), in float32.
+            patch_bytes = lhs_shape[0] * lhs_shape[1] * lhs_shape[2] * kh * kw * lhs_shape[3] * 4
+            return "im2col" if patch_bytes <= _IM2COL_MAX_PATCH_BYTES else "native"
         # On larger maps XLA's forward is the faster one, its backward the slower one.
         return "im2col_grad"
     if rhs_shape[2] == 1:

@@ -10,13 +10,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def cmd_list(args) -> int:
+    import fnmatch
+
     import jax
 
     import jaxzoo
     from jaxzoo.models.registry import variable_shapes
 
+    names = [n for n in jaxzoo.list_models()
+             if not args.patterns or any(fnmatch.fnmatchcase(n, p) for p in args.patterns)]
+    if not names:
+        print(f"no model matches {' '.join(args.patterns)}; the names: "
+              f"{', '.join(jaxzoo.list_models())}", file=sys.stderr)
+        return 2
     print(f"{'model':<22} {'parameters':>12}  {'input':>5}  torchvision counterpart")
-    for name in jaxzoo.list_models():
+    for name in names:
         spec = jaxzoo.get_spec(name)
         model = jaxzoo.create_model(name)
         size = spec.init_size
@@ -240,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="models with parameter counts and torchvision counterparts")
+    p.add_argument("patterns", nargs="*", metavar="PATTERN",
+                   help="only the models matching a shell pattern ('resnet*', 'efficientnet_b?')")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("weights", help="torchvision's pretrained weights: accuracy, size, cached")

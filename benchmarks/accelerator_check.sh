@@ -43,7 +43,7 @@ models=(${JAXZOO_CHECK_MODELS:-resnet50 googlenet mobilenet_v3_large})
 bench_models=(${JAXZOO_CHECK_MODELS:-resnet50 resnet18 mobilenet_v3_large})
 if [ "$QUICK" = 1 ]; then
   parity_size=32; bench_size=32; batch=4; steps=1; repeats=1; threads=2
-  train_args=(--config=resnet18_cifar:shapes --config.dataset=shapes/tiny --config.num_epochs=1
+  train_args=(--config=inception10:shapes --config.dataset=shapes/tiny --config.num_epochs=1
               --config.batch_size=16)
 else
   parity_size=224; bench_size=224; batch=128; steps=5; repeats=3; threads=$(nproc)

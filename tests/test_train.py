@@ -153,7 +153,7 @@ def _run_train_py(*args, timeout=420):
 @pytest.mark.slow
 def test_train_py_on_two_devices_leaves_the_workdir(tmp_path):
     workdir = tmp_path / "run"
-    out = _run_train_py("--config=resnet18_cifar", f"--workdir={workdir}",
+    out = _run_train_py("--config=inception10", f"--workdir={workdir}",
                         "--config.dataset=shapes/tiny", f"--config.data_dir={tmp_path / 'tfds'}",
                         "--config.image_size=8", "--config.batch_size=16",
                         "--config.eval_batch_size=16", "--config.num_epochs=1",
@@ -162,7 +162,7 @@ def test_train_py_on_two_devices_leaves_the_workdir(tmp_path):
     assert "with 2 cpu device(s)" in out.stdout
     with open(workdir / "config.json") as f:
         config = json.load(f)
-    assert config["model"] == "resnet18_cifar" and config["image_size"] == 8
+    assert config["model"] == "inception10" and config["image_size"] == 8
     with open(workdir / "class_names.json") as f:
         assert sorted(json.load(f).values()) == sorted(
             ["circle", "square", "triangle", "star", "cross", "ring"])
@@ -178,7 +178,7 @@ def test_train_py_on_two_devices_leaves_the_workdir(tmp_path):
     assert os.listdir(tmp_path / "xla")  # the persistent compilation cache was used
 
     # The same command again: nothing left to train, nothing lost.
-    again = _run_train_py("--config=resnet18_cifar", f"--workdir={workdir}",
+    again = _run_train_py("--config=inception10", f"--workdir={workdir}",
                           "--config.dataset=shapes/tiny", f"--config.data_dir={tmp_path / 'tfds'}",
                           "--config.image_size=8", "--config.batch_size=16",
                           "--config.num_epochs=1", "--config.compilation_cache_dir=off")

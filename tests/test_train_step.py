@@ -211,11 +211,14 @@ def test_remat_of_a_model_without_it_is_a_clear_error():
 
 def test_head_only_googlenet_ignores_the_aux_loss_weights_of_its_config():
     """trainable="head" runs the backbone in inference mode: GoogLeNet then returns no auxiliary
-    outputs, and its config's (0.3, 0.3) must not make the step fail."""
+    outputs, and its config's (0.3, 0.3) must not make the step fail. Its auxiliary classifiers,
+    which get no gradient there, stay as they were, weight decay or not (torch's AdamW skips
+    parameters without a gradient)."""
     from jaxzoo.models.registry import init_variables
     from jaxzoo.train import make_train_step_for_config
 
-    config = tiny_config(model="googlenet", trainable="head", aux_loss_weights=(0.3, 0.3))
+    config = tiny_config(model="googlenet", trainable="head", aux_loss_weights=(0.3, 0.3),
+                         weight_decay=0.1, warmup_epochs=0.0)
     model = create_model("googlenet", num_classes=5, bn_axis_name=AXIS, lowering="xla")
     variables = init_variables(model, 32, jax.random.PRNGKey(0))
     mesh = make_mesh(jax.devices()[:1])
@@ -224,6 +227,13 @@ def test_head_only_googlenet_ignores_the_aux_loss_weights_of_its_config():
     step = make_train_step_for_config(
         config, model, mesh, num_classes=5,
         mask=trainable_mask("googlenet", variables["params"], "head"))
+    mask = trainable_mask("googlenet", variables["params"], "head")
+    assert [k for k, m in traverse_util.flatten_dict(mask).items() if m] == [
+        ("fc", "bias"), ("fc", "kernel")]
     batch = {"image": np.zeros((2, 32, 32, 3), np.float32), "label": np.zeros(2, np.int32)}
-    _, metrics = step(state, shard_batch(mesh, batch))
+    new_state, metrics = step(state, shard_batch(mesh, batch))
     assert float(metrics["loss"]) == pytest.approx(float(metrics["main_loss"]))
+    before, after = variables["params"], jax.device_get(new_state.params)
+    for aux in ("aux1", "aux2"):
+        np.testing.assert_array_equal(after[aux]["fc2"]["kernel"], before[aux]["fc2"]["kernel"])
+    assert not np.array_equal(after["fc"]["kernel"], before["fc"]["kernel"])

@@ -25,16 +25,22 @@ def trainable_mask(model_name: str, params, trainable: str):
     """A pytree of bools shaped like ``params``: True where the parameter is trained.
 
     ``trainable="head"`` marks only the classifier (the registry's ``head``, torchvision's names,
-    e.g. ``fc`` or ``classifier.3``)."""
+    e.g. ``fc`` or ``classifier.3``), not the auxiliary classifiers: the frozen backbone runs in
+    inference mode, where they give no output and get no gradient. Frozen, they are also spared
+    AdamW's decay, as torch's optimizers skip parameters without a gradient."""
     if trainable == "all":
         return jax.tree.map(lambda _: True, params)  # any module, registered or not
     if trainable != "head":
         raise ValueError(f'config.trainable must be "all" or "head", got {trainable!r}')
     spec = get_spec(model_name)
+    aux = tuple(f"{m}." for m in convert.weights_table.aux_modules_for(model_name))
     flat = traverse_util.flatten_dict(params)
-    return traverse_util.unflatten_dict({
-        path: spec.is_head(convert.torch_key("params", path, spec.dotted_indices))
-        for path in flat})
+
+    def trained(path):
+        key = convert.torch_key("params", path, spec.dotted_indices)
+        return spec.is_head(key) and not key.startswith(aux)
+
+    return traverse_util.unflatten_dict({path: trained(path) for path in flat})
 
 
 def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:

@@ -75,6 +75,25 @@ def model_shapes(name: str, size: int = 32) -> dict:
     return variable_shapes(create_model(name), size)
 
 
+def assert_feature_maps_match_spec(name: str, size: int = 64):
+    """Trace ``name``'s ``feature_maps`` (default options) on a (2, size, size, 3) input and check
+    them against its registry spec: one map at each of strides 4, 8, 16 and 32, with the spec's
+    channels. Returns the model and the input's ``ShapeDtypeStruct`` for further checks."""
+    import jax.numpy as jnp
+
+    import jaxzoo
+
+    spec = jaxzoo.get_spec(name)
+    model = jaxzoo.create_model(name)
+    x = jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32)
+    maps = jax.eval_shape(lambda v, x: model.apply(v, x, method="feature_maps"),
+                          model_shapes(name), x)
+    assert spec.feature_strides == (4, 8, 16, 32)
+    assert [m.shape for m in maps] == [(2, size // s, size // s, c) for s, c in
+                                       zip(spec.feature_strides, spec.feature_channels)]
+    return model, x
+
+
 def meta_torchvision_model(name: str, **kwargs):
     """torchvision's model on the meta device: parameter shapes without memory or init time."""
     import torchvision

@@ -11,7 +11,6 @@ import pytest
 import torch
 import torchvision
 from flax import linen as nn
-from flax import traverse_util
 from torchvision.ops import StochasticDepth as TorchStochasticDepth
 
 import jaxzoo
@@ -20,7 +19,7 @@ from jaxzoo.convert import parity
 from jaxzoo.models import efficientnet, layers
 from jaxzoo.models.registry import variable_shapes
 
-from conftest import assert_parity, compiled_apply, photo_batch
+from conftest import assert_parity, compiled_apply, photo_batch, torch_state_shapes
 
 ALL = list(efficientnet.ARCHS)
 assert len(ALL) == 11
@@ -243,15 +242,8 @@ def test_structure_equals_torchvisions(name):
     ours = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes["params"]))
     assert ours == sum(p.numel() for p in torch_model.parameters())
 
-    theirs = {k: tuple(v.shape) for k, v in torch_model.state_dict().items()
-              if not k.endswith("num_batches_tracked")}
-    ours_shapes = {}
-    for (collection, *path), leaf in traverse_util.flatten_dict(shapes).items():
-        shape = leaf.shape
-        if path[-1] == "kernel":  # flax HWIO / (in, out) -> torch OIHW / (out, in)
-            shape = (shape[3], shape[2], shape[0], shape[1]) if len(shape) == 4 else shape[::-1]
-        ours_shapes[convert.torch_key(collection, tuple(path))] = tuple(shape)
-    assert ours_shapes == theirs
+    assert torch_state_shapes(shapes) == {k: tuple(v.shape)
+                                          for k, v in torch_model.state_dict().items()}
     assert efficientnet.efficientnet_config(name)[3] == torch_model.classifier[0].p
 
     spec = jaxzoo.get_spec(name)

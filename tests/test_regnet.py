@@ -16,7 +16,8 @@ from jaxzoo import convert
 from jaxzoo.convert import parity
 from jaxzoo.models import regnet
 
-from conftest import assert_parity, compiled_apply, model_shapes, photo_batch, torch_state_shapes
+from conftest import (assert_feature_maps_match_spec, assert_parity, compiled_apply, model_shapes,
+                      photo_batch, torch_state_shapes)
 
 NAMES = [n for n in jaxzoo.list_models() if n.startswith("regnet_")]
 
@@ -66,13 +67,7 @@ def test_parameter_count_keys_and_shapes_equal_torchvision(name, meta_torchvisio
                                   "regnet_x_32gf"])
 def test_feature_maps_have_the_spec_channels_and_strides(name):
     spec = jaxzoo.get_spec(name)
-    model = jaxzoo.create_model(name)
-    x = jax.ShapeDtypeStruct((2, 64, 64, 3), jnp.float32)
-    maps = jax.eval_shape(lambda v, x: model.apply(v, x, method="feature_maps"),
-                          model_shapes(name), x)
-    assert spec.feature_strides == (4, 8, 16, 32)
-    assert [m.shape for m in maps] == [(2, 64 // s, 64 // s, c) for s, c in
-                                       zip(spec.feature_strides, spec.feature_channels)]
+    assert_feature_maps_match_spec(name)
     # The last stage's width is the classifier's input width.
     assert model_shapes(name)["params"]["fc"]["kernel"].shape[0] == spec.feature_channels[-1]
 

@@ -8,7 +8,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from flax import traverse_util
 from torch import nn as tnn
 
 import jaxzoo
@@ -17,7 +16,7 @@ from jaxzoo.convert import parity
 from jaxzoo.models import resnet_v2
 from jaxzoo.models.registry import variable_shapes
 
-from conftest import assert_parity, compiled_apply, photo_batch
+from conftest import assert_parity, compiled_apply, photo_batch, torch_state_shapes
 
 STAGES = {"resnet18_v2": ("basic", (2, 2, 2, 2)), "resnet34_v2": ("basic", (3, 4, 6, 3)),
           "resnet50_v2": ("bottleneck", (3, 4, 6, 3)),
@@ -126,16 +125,6 @@ def _reference(name, seed, **kwargs):
     return torch_model.eval()
 
 
-def _shapes_as_torch(shapes):
-    out = {}
-    for (collection, *path), leaf in traverse_util.flatten_dict(shapes).items():
-        shape = leaf.shape
-        if path[-1] == "kernel":  # HWIO -> OIHW
-            shape = (shape[3], shape[2], shape[0], shape[1])
-        out[convert.torch_key(collection, tuple(path))] = tuple(shape)
-    return out
-
-
 # --- parity --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["resnet18_v2", "resnet50_v2"])
@@ -194,9 +183,8 @@ def test_structure_matches_the_reference_and_the_spec(name):
     shapes = variable_shapes(model, 32)
     assert (sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes["params"]))
             == sum(p.numel() for p in torch_model.parameters()))
-    theirs = {k: tuple(v.shape) for k, v in torch_model.state_dict().items()
-              if not k.endswith("num_batches_tracked")}
-    assert _shapes_as_torch(shapes) == theirs
+    assert torch_state_shapes(shapes) == {k: tuple(v.shape)
+                                          for k, v in torch_model.state_dict().items()}
 
     spec = jaxzoo.get_spec(name)
     assert spec.torchvision is None and spec.head == ("head.fc",)

@@ -14,8 +14,8 @@ from jaxzoo import convert
 from jaxzoo.convert import parity
 from jaxzoo.models import mnasnet, shufflenet
 
-from conftest import (assert_parity, compiled_apply, meta_torchvision_model,
-                      model_shapes, photo_batch, torch_state_shapes)
+from conftest import (assert_feature_maps_match_spec, assert_parity, compiled_apply,
+                      meta_torchvision_model, model_shapes, photo_batch, torch_state_shapes)
 
 SHUFFLENETS = ["shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5",
                "shufflenet_v2_x2_0"]
@@ -45,13 +45,7 @@ def test_parameter_count_keys_and_shapes_equal_torchvision(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_feature_maps_have_the_spec_channels_and_strides(name):
     spec = jaxzoo.get_spec(name)
-    model = jaxzoo.create_model(name)
-    x = jax.ShapeDtypeStruct((2, 64, 64, 3), jnp.float32)
-    maps = jax.eval_shape(lambda v, x: model.apply(v, x, method="feature_maps"),
-                          model_shapes(name), x)
-    assert spec.feature_strides == (4, 8, 16, 32)
-    assert [m.shape for m in maps] == [(2, 64 // s, 64 // s, c) for s, c in
-                                       zip(spec.feature_strides, spec.feature_channels)]
+    model, x = assert_feature_maps_match_spec(name)
     features = jax.eval_shape(lambda v, x: model.apply(v, x, method="features"),
                               model_shapes(name), x)
     assert features.shape == (2, spec.feature_channels[-1])

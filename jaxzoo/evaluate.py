@@ -139,8 +139,7 @@ def evaluate(workdir: str | None, dataset: str | None = None, split: str = "val"
                **({"weights": f"{weights.enum}.{weights.name}"} if weights else {}),
                "dataset": dataset, "split": split,
                "image_size": predictor.image_size,
-               "transform": (f"Resize({predictor.resize_size or int(predictor.image_size / 0.875)}"
-                             f", {predictor.interpolation}) + CenterCrop({predictor.image_size})"),
+               "transform": data.eval_transform,
                **summarize(labels, top, predictor.class_names)}
     suffix = split if dataset == trained_on else f"{_slug(dataset)}_{split}"
     if run is None:

@@ -7,8 +7,8 @@
         ...
 
 Training images get torchvision's RandomResizedCrop and a horizontal flip, evaluation images its
-Resize(size / 0.875) + CenterCrop(size). Images are RGB, or gray for one-channel models. All of it runs in TensorFlow ops on the host CPU, in
-parallel, ahead of the training step. Of a JPEG, training decodes only the crop's window.
+Resize(size / 0.875) + CenterCrop(size). Images are RGB, or gray for one-channel models. All of
+it runs in TensorFlow ops on the host CPU, in parallel, ahead of the training step. Of a JPEG, training decodes only the crop's window.
 
 The resampled images are rounded to uint8, as torchvision's PIL transforms produce them.
 ``image_dtype="uint8"`` yields them so: a quarter of the bytes to copy to the accelerator and no
@@ -90,12 +90,18 @@ def random_resized_crop(image, size: int, seed, scale=CROP_SCALE, ratio=CROP_RAT
                             size))
 
 
+def eval_resize(size: int, resize_size: int | None = None) -> int:
+    """The shorter side evaluation resizes to before its center crop of ``size``: ``resize_size``,
+    by default int(size / 0.875) as torchvision's reference scripts."""
+    return int(resize_size or size / EVAL_CROP_FRACTION)
+
+
 def resize_center_crop(image, size: int, resize_size: int | None = None,
                        interpolation: str = "bilinear"):
     """torchvision's Resize(resize_size) (shorter side, antialiased; default int(size / 0.875))
     + CenterCrop(size), uint8, as its evaluation transforms (and those of its pretrained weights:
     resnet50 IMAGENET1K_V2 resizes to 232 bilinear, inception_v3 to 342) prepare images."""
-    resize = int(resize_size or size / EVAL_CROP_FRACTION)
+    resize = eval_resize(size, resize_size)
     shape = tf.shape(image)
     height, width = shape[0], shape[1]
     short, long = tf.minimum(height, width), tf.maximum(height, width)
@@ -203,6 +209,12 @@ class Datasets:
             return with_channels(image, self.channels), label
         image, label = self._decode(example)
         return crop(image, window), label
+
+    @property
+    def eval_transform(self) -> str:
+        """Evaluation's transform, in torchvision's words."""
+        return (f"Resize({eval_resize(self.image_size, self.eval_resize_size)}, "
+                f"{self.interpolation}) + CenterCrop({self.image_size})")
 
     def _eval_transform(self, image):
         return resize_center_crop(image, self.image_size, self.eval_resize_size,

@@ -1,13 +1,32 @@
-"""Defaults shared by every config: ``get_config()`` in each ``configs/NAME.py`` starts from here.
+"""Defaults shared by every config. A registered model trains as ``--config=NAME`` from these
+defaults alone (``get_config_for(NAME, preset)``: its family and image size come from the
+registry); the files beside this one (``jaxzoo.configs.NAME``) exist only where a model's config
+says more (GoogLeNet's and Inception v3's auxiliary-loss weights, the MNIST net's data, the CIFAR
+nets).
 
 Every field can be overridden on the command line: ``--config.KEY=VALUE``.
 """
+import difflib
+
 import ml_collections
 
+PRESETS = ("shapes",)  # besides the training recipes named by their weights (recipes.py)
 
-def get_default_config(model: str, family: str = "imagenet") -> ml_collections.ConfigDict:
-    """The defaults for ``model``. ``family``: "imagenet" (224-px photos, tf_flowers) or "cifar"
-    (32-px images, cifar10)."""
+
+def family_of(model: str) -> str:
+    """"cifar" for the small nets designed for 32-px images (the registry's default size), else
+    "imagenet"."""
+    from jaxzoo.models import get_spec
+
+    return "cifar" if get_spec(model).default_size <= 32 else "imagenet"
+
+
+def get_default_config(model: str, family: str | None = None) -> ml_collections.ConfigDict:
+    """The defaults for ``model``. ``family``: "imagenet" (photos at the model's design size,
+    tf_flowers) or "cifar" (32-px images, cifar10); None: the registry's (``family_of``)."""
+    from jaxzoo.models import get_spec
+
+    family = family or family_of(model)
     config = ml_collections.ConfigDict()
     config.model = model
     config.model_kwargs = ml_collections.ConfigDict()  # extra create_model arguments
@@ -15,7 +34,7 @@ def get_default_config(model: str, family: str = "imagenet") -> ml_collections.C
     # Data (jaxzoo.data.get_datasets): a TFDS name, "folder:PATH", or "shapes" (built in, offline).
     config.dataset = "tf_flowers" if family == "imagenet" else "cifar10"
     config.data_dir = ""          # TFDS data_dir; "" = TFDS's default (~/tensorflow_datasets)
-    config.image_size = 224 if family == "imagenet" else 32
+    config.image_size = get_spec(model).default_size if family == "imagenet" else 32
     config.val_fraction = 0.1     # held out when the dataset has no validation split
     config.augment = True         # RandomResizedCrop + horizontal flip; False: eval transform
     config.crop_scale = ()        # RandomResizedCrop's area range; () = the dataset's default
@@ -78,13 +97,56 @@ def shapes_preset(config: ml_collections.ConfigDict, family: str) -> ml_collecti
     return config
 
 
-def get_config_for(model: str, preset: str | None, family: str = "imagenet", **fields):
-    """What each ``configs/NAME.py`` returns: the defaults, the model's own ``fields``, then the
-    preset named after the colon in ``--config=NAME:PRESET`` (only "shapes" exists)."""
+def _recipe_fields(model: str, preset: str) -> dict | None:
+    """The config fields of the training recipe ``preset`` (torchvision's weights name) for
+    ``model``, or None when there is none."""
+    try:
+        from jaxzoo.configs import recipes
+    except ImportError:  # no recipes yet
+        return None
+    return recipes.recipe_fields(model, preset) if (model, preset) in recipes.RECIPES else None
+
+
+def presets_for(model: str) -> list[str]:
+    """The presets ``--config=MODEL:PRESET`` takes for ``model``."""
+    try:
+        from jaxzoo.configs import recipes
+    except ImportError:
+        return list(PRESETS)
+    return [*PRESETS, *sorted(w for m, w in recipes.RECIPES if m == model)]
+
+
+def check_preset(model: str, preset: str) -> None:
+    """A one-line error for a preset ``model`` does not have, suggesting the closest names (the
+    match is exact: ``SHAPES`` is suggested ``shapes``, not taken for it)."""
+    known = presets_for(model)
+    if preset in known:
+        return
+    lower = {p.lower(): p for p in known}
+    close = ([lower[preset.lower()]] if preset.lower() in lower
+             else difflib.get_close_matches(preset, known, n=3))
+    hint = f" Did you mean {', '.join(f'{model}:{c}' for c in close)}?" if close else ""
+    raise ValueError(f"unknown preset {preset!r} for config {model}.{hint} Presets of {model}: "
+                     f"{', '.join(known)}")
+
+
+def get_config_for(model: str, preset: str | None, family: str | None = None, **fields):
+    """The config of ``model``: the defaults, the model's own ``fields``, then the preset named
+    after the colon in ``--config=NAME:PRESET`` ("shapes", or a training recipe named by the
+    weights it produced, e.g. ``resnet50:IMAGENET1K_V2``)."""
     config = get_default_config(model, family)
     config.update(fields)
     if preset:
-        if preset != "shapes":
-            raise ValueError(f"unknown preset {preset!r} for config {model}; available: shapes")
-        shapes_preset(config, family)
+        check_preset(model, preset)
+        if preset == "shapes":
+            shapes_preset(config, family)
+        else:
+            with config.unlocked():
+                config.update(_recipe_fields(model, preset))
     return config
+
+
+def get_config(model_and_preset: str):
+    """``MODEL[:PRESET]``: the config of a registered model that has no file of its own."""
+    model, _, preset = model_and_preset.partition(":")
+    return get_config_for(model, preset or None)

@@ -109,7 +109,7 @@ def cmd_check(args) -> int:
 
 def _check_training(args) -> int:
     """``check MODEL --train-steps N``: jaxzoo's train step beside PyTorch's (train_parity)."""
-    from jaxzoo.convert import train_parity
+    from jaxzoo.train import parity as train_parity
 
     if args.weights or args.pretrained:
         raise ValueError("--train-steps starts from random weights with randomized BatchNorm "

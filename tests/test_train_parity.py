@@ -1,4 +1,4 @@
-"""Training parity with PyTorch (jaxzoo.convert.train_parity): a few steps of the train step
+"""Training parity with PyTorch (jaxzoo.train.parity): a few steps of the train step
 train.py builds, beside the same training in torch, from the same weights and batches.
 
 Small inputs and few steps: Adam's early steps amplify float32 rounding (the README's "Training
@@ -14,8 +14,8 @@ import optax
 import pytest
 import torch
 
-from jaxzoo.convert import train_parity
-from jaxzoo.convert.train_parity import TorchTrainer, load_config
+from jaxzoo.train import parity as train_parity
+from jaxzoo.train.parity import TorchTrainer, load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

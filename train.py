@@ -1,7 +1,9 @@
 """Train a jaxzoo model: ``python train.py --config=NAME [--workdir=DIR] [--config.KEY=VALUE ...]``.
 
-NAME is a file of configs/ (``resnet34``, ``googlenet``, ...) or a path to a config file; append
-``:shapes`` for the built-in offline dataset (``--config=resnet34:shapes``). The workdir (default
+NAME is a registered model (``resnet34``, ``googlenet``, ...; its config derives from the registry
+unless ``configs/NAME.py`` says more) or a path to a config file; append ``:shapes`` for the
+built-in offline dataset (``--config=resnet34:shapes``), ``:WEIGHTS`` for torchvision's recipe
+that produced those weights (``--config=resnet50:IMAGENET1K_V2``). The workdir (default
 ``runs/NAME``) receives config.json, class_names.json, metrics.jsonl, curves.png and checkpoints;
 rerunning the same command resumes from the latest checkpoint.
 
@@ -15,68 +17,47 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 
 from jaxzoo.train import configs  # noqa: E402
-from jaxzoo.train.configs import available_configs  # noqa: E402,F401  (train.available_configs)
 
 EXIT_INTERRUPTED = 75  # sysexits.h's EX_TEMPFAIL: not finished, try again (it resumes)
 
 
-def resolve_config_arg(argv: list[str]) -> tuple[list[str], str | None]:
-    """Turn ``--config=NAME[:PRESET]`` into ``--config=configs/NAME.py[:PRESET]``; returns the new
-    argv and the config name (None when the flag is absent)."""
-    argv = list(argv)
-    if "--config" in argv[:-1]:  # "--config NAME" -> "--config=NAME"
-        i = argv.index("--config")
-        argv[i:i + 2] = ["--config=" + argv[i + 1]]
-    name = None
-    for i, arg in enumerate(argv):
-        if not arg.startswith("--config="):
-            continue
-        path, _, preset = arg[len("--config="):].partition(":")
-        try:
-            path, name = configs.config_file(path)
-        except ValueError as e:
-            raise SystemExit(f"error: {e}") from None
-        argv[i] = "--config=" + path + (f":{preset}" if preset else "")
-    return argv, name
+def split_config_args(argv: list[str]) -> tuple[list[str], str | None, list[str]]:
+    """Take ``--config=NAME[:PRESET]`` and every ``--config.KEY=VALUE`` (or ``--config.KEY
+    VALUE``) out of ``argv``: returns the rest of argv, the config spec (None when absent) and
+    the overrides as ``KEY=VALUE``, for ``configs.load_config`` and ``configs.apply_overrides``."""
+    rest, spec, overrides = [], None, []
+    args = iter(argv)
+    for arg in args:
+        if arg == "--config":
+            spec = next(args, "")
+        elif arg.startswith("--config="):
+            spec = arg[len("--config="):]
+        elif arg.startswith("--config."):
+            item = arg[len("--config."):]
+            overrides.append(item if "=" in item else f"{item}={next(args, '')}")
+        else:
+            rest.append(arg)
+    return rest, spec, overrides
 
 
-def check_overrides(argv: list[str]) -> tuple[list[str], dict]:
-    """Exit with a one-line error naming the closest fields when a ``--config.KEY=VALUE`` names
-    a field the config does not have (ml_collections would print a traceback). Returns argv
-    without the ``--config.model_kwargs.KEY=VALUE`` that set a model option the config does not
-    list (ml_collections cannot add one), and those options, for ``main`` to add."""
-    config_arg = next((a for a in argv if a.startswith("--config=")), None)
-    if config_arg is None:
-        return argv, {}
-    path, _, preset = config_arg[len("--config="):].partition(":")
-    config = configs.load_config(path, preset or None)
-    kept, model_kwargs = [], {}
-    for arg in argv:
-        key, _, value = arg[len("--config."):].partition("=")
-        try:
-            if arg.startswith("--config.model_kwargs.") and "=" in arg and \
-                    key.split(".")[1] not in config.model_kwargs:
-                name, parsed = configs.model_kwargs_override(config, key.split(".", 1)[1], value)
-                model_kwargs[name] = parsed
-                continue
-            if arg.startswith("--config."):
-                configs.check_override(config, key)
-        except ValueError as e:
-            raise SystemExit(f"error: {e}") from None
-        kept.append(arg)
-    return kept, model_kwargs
+def load_config(spec: str, overrides: list[str]):
+    """The config ``--config=SPEC`` names with the ``--config.KEY=VALUE`` overrides applied;
+    a bad name, preset, field or value is a one-line error."""
+    try:
+        return configs.apply_overrides(configs.load_config(spec), overrides)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
-CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "configs/NAME.py or NAME (see configs/); NAME:shapes for the offline dataset",
-    lock_config=True)
+flags.DEFINE_string("config", None, "NAME[:PRESET]: a registered model (`python -m jaxzoo list`) or "
+                    "a path to a config file; NAME:shapes for the offline dataset, "
+                    "NAME:WEIGHTS for torchvision's recipe (`python -m jaxzoo recipe`). Override "
+                    "any field with --config.KEY=VALUE")
 flags.DEFINE_string("workdir", None, "where checkpoints, metrics and curves go (default runs/NAME)")
 flags.DEFINE_bool("distributed", False, "multi-process: call jax.distributed.initialize() (also "
                   "done when JAX_COORDINATOR_ADDRESS is set)")
-flags.mark_flag_as_required("config")
 
 
 def compilation_cache_dir(config) -> str | None:
@@ -148,7 +129,7 @@ def run(config, workdir: str, command: str | None = None, **kwargs) -> int:
     return 0
 
 
-def main(argv, config_name, command, model_kwargs=None):
+def main(argv, config, config_name, command):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     import jax
@@ -156,10 +137,6 @@ def main(argv, config_name, command, model_kwargs=None):
 
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint at INFO
     initialize_distributed(flags.FLAGS.distributed)
-    config = CONFIG.value
-    if model_kwargs:
-        with config.unlocked():
-            config.model_kwargs.update(model_kwargs)
     cache = compilation_cache_dir(config)
     if cache:
         jax.config.update("jax_compilation_cache_dir", cache)
@@ -172,7 +149,10 @@ if __name__ == "__main__":
 
     keep_freed_memory()  # before JAX starts its threads
     command = shlex.join(["python", *sys.argv])
-    argv, config_name = resolve_config_arg(sys.argv)
-    argv, model_kwargs = check_overrides(argv)
+    argv, spec, overrides = split_config_args(sys.argv)
+    if not spec:
+        raise SystemExit("error: name a config: python train.py --config=NAME[:PRESET], NAME a "
+                         "model of `python -m jaxzoo list` (e.g. --config=resnet34:shapes)")
+    config = load_config(spec, overrides)
     sys.argv = argv
-    app.run(lambda a: main(a, config_name, command, model_kwargs), argv=argv)
+    app.run(lambda a: main(a, config, configs.config_name(spec), command), argv=argv)

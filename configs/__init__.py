@@ -1,0 +1,2 @@
+"""The config files, installed as ``jaxzoo.configs`` (pyproject.toml maps this folder there).
+``jaxzoo.train.configs`` finds and loads them."""

@@ -1,8 +1,8 @@
 """Defaults shared by every config. A registered model trains as ``--config=NAME`` from these
 defaults alone (``get_config_for(NAME, preset)``: its family and image size come from the
 registry); the files beside this one (``jaxzoo.configs.NAME``) exist only where a model's config
-says more (GoogLeNet's and Inception v3's auxiliary-loss weights, the MNIST net's data, the CIFAR
-nets).
+says more (GoogLeNet's and Inception v3's auxiliary-loss weights, the MNIST net's data). The nets
+made for 32-px images get CIFAR-10's defaults (``family_of``).
 
 Every field can be overridden on the command line: ``--config.KEY=VALUE``.
 """
@@ -49,6 +49,30 @@ def get_default_config(model: str, family: str | None = None) -> ml_collections.
     config.weight_decay = 0.0     # decoupled (AdamW), on kernels only
     config.label_smoothing = 0.0
     config.grad_clip_norm = 0.0   # 0 = no clipping
+
+    # torchvision's reference-script options (references/classification/train.py), named after
+    # its flags; these defaults leave the training above unchanged. Optimizers and schedules:
+    # jaxzoo/train/optim.py; batch mixing: mixing.py; the weights' average: ema.py.
+    config.optimizer = "adam"       # "adam" (above) | "adamw" | "sgd" | "sgd_nesterov" | "rmsprop",
+                                    # the last four as torch.optim computes them, decaying every
+                                    # parameter (torch's SGD/RMSprop: L2 added to the gradient)
+    config.momentum = 0.9           # sgd, sgd_nesterov, rmsprop
+    config.norm_weight_decay = None  # torch optimizers: norm layers' decay; None = weight_decay
+    config.bias_weight_decay = None  # torch optimizers: biases' decay; None = weight_decay
+    config.lr_schedule = "cosine"   # after the warmup: "cosine" | "step" | "exponential" |
+                                    # "constant"; per step, equal to the reference's per-epoch
+                                    # schedulers at epoch boundaries
+    config.lr_step_size = 30        # step: epochs between multiplications by lr_gamma
+    config.lr_gamma = 0.1           # step and exponential (per epoch)
+    config.lr_min = 0.0             # cosine: the learning rate it ends at
+    config.warmup_method = "linear"  # "linear" from warmup_decay * lr to lr, or "constant" at
+                                     # warmup_decay * lr, for warmup_epochs
+    config.warmup_decay = 0.0       # the reference's --lr-warmup-decay (its default is 0.01)
+    config.mixup_alpha = 0.0        # > 0: MixUp (transforms.v2) with Beta(alpha, alpha)
+    config.cutmix_alpha = 0.0       # > 0: CutMix; both > 0: one of the two per batch and device
+    config.model_ema = False        # keep an average of the weights, evaluated beside them
+    config.model_ema_steps = 32     # update the average every N steps of each epoch
+    config.model_ema_decay = 0.99998  # adjusted as the reference does for batch, steps, epochs
     config.aux_loss_weights = ()  # one weight per auxiliary output (GoogLeNet, Inception v3)
     config.dtype = "float32"      # compute dtype: float32 or bfloat16; parameters, optimizer state,
                                   # BatchNorm statistics and the loss stay float32 (models/layers.py)

@@ -1,5 +1,5 @@
 """googlenet: `python train.py --config=googlenet` (`--config=googlenet:shapes` for the offline dataset)."""
-from configs.default import get_config_for
+from jaxzoo.configs.default import get_config_for
 
 
 def get_config(preset=None):

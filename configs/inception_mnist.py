@@ -1,6 +1,6 @@
 """inception_mnist: `python train.py --config=inception_mnist` (MNIST digits, 28x28, one channel;
 `--config=inception_mnist:shapes` for the offline dataset)."""
-from configs.default import get_config_for
+from jaxzoo.configs.default import get_config_for
 
 
 def get_config(preset=None):

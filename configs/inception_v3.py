@@ -1,5 +1,5 @@
 """inception_v3: `python train.py --config=inception_v3` (`--config=inception_v3:shapes` for the offline dataset)."""
-from configs.default import get_config_for
+from jaxzoo.configs.default import get_config_for
 
 
 def get_config(preset=None):

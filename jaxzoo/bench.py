@@ -69,16 +69,11 @@ def _peak_rss_mib() -> float:
 
 
 def train_config(name: str, batch: int, dtype: str):
-    """The training config of ``name`` (``configs/NAME.py`` where there is one: its optimizer and
-    auxiliary-loss weights), at the benchmark's batch size and dtype."""
+    """The training config of ``name`` (its optimizer and auxiliary-loss weights), at the
+    benchmark's batch size and dtype."""
     from jaxzoo.train import configs
 
-    if name in configs.available_configs():
-        config = configs.load_config(name)
-    else:
-        from configs.default import get_default_config
-
-        config = get_default_config(name)
+    config = configs.load_config(name)
     config.batch_size, config.dtype = batch, dtype
     return config
 

@@ -83,9 +83,10 @@ def test_train_step_of_config_traces(name, preset):
     assert metrics["loss"].shape == () and state.step.shape == ()
 
 
-def _run_train_py(*args):
-    return subprocess.run([sys.executable, "train.py", *args], capture_output=True, text=True,
-                          cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=120)
+def _run_train_py(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args],
+                          capture_output=True, text=True, cwd=cwd,
+                          env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=120)
 
 
 @pytest.mark.parametrize("override,message", [
@@ -94,6 +95,7 @@ def _run_train_py(*args):
     ("--config.model_kwargs.in_chanels=1", r"resnet18_cifar has no setting 'in_chanels' \(from "
      r"--config.model_kwargs.in_chanels\)\. Did you mean --config.model_kwargs.in_channels\?"),
     ("--config.model_kwargs.num_classes=3", r"resnet18_cifar has no setting 'num_classes'"),
+    ("--config.num_epochs=x", r"--config.num_epochs=x: .*int"),
 ])
 def test_unknown_config_field_names_the_closest(override, message):
     out = _run_train_py("--config=resnet18_cifar:shapes", override)
@@ -103,14 +105,76 @@ def test_unknown_config_field_names_the_closest(override, message):
 
 def test_a_model_option_the_config_does_not_list_is_added_from_the_command_line():
     """``--config.model_kwargs.KEY=VALUE`` sets any option of the model (ml_collections alone
-    cannot add a field to a config), parsed as a Python literal."""
+    cannot add a field to a config), parsed as a Python literal; ``check --set`` parses with the
+    same function and gets the same config."""
     import train as train_py
 
-    argv, added = train_py.check_overrides([
+    from jaxzoo.train import parity
+
+    argv, spec, overrides = train_py.split_config_args([
         "train.py", f"--config={ROOT}/configs/googlenet.py", "--config.model_kwargs.in_channels=1",
-        "--config.model_kwargs.transform_input=True", "--config.num_epochs=2"])
-    assert argv == ["train.py", f"--config={ROOT}/configs/googlenet.py", "--config.num_epochs=2"]
-    assert added == {"in_channels": 1, "transform_input": True}
+        "--config.model_kwargs.transform_input=True", "--config.num_epochs", "2", "--workdir=x"])
+    assert argv == ["train.py", "--workdir=x"] and spec == f"{ROOT}/configs/googlenet.py"
+    config = train_py.load_config(spec, overrides)
+    assert dict(config.model_kwargs) == {"in_channels": 1, "transform_input": True}
+    assert config.num_epochs == 2 and config.aux_loss_weights == (0.3, 0.3)
+    checked = parity.load_config("googlenet", None, overrides)
+    assert checked.to_dict() == config.to_dict()
+
+
+def test_values_are_parsed_by_the_fields_type():
+    config = configs.apply_overrides(configs.load_config("resnet18"), [
+        "learning_rate=1", "tensorboard=false", "crop_scale=(0.5, 1.0)", "dataset=folder:/x/1",
+        "seed=3"])
+    assert config.learning_rate == 1.0 and isinstance(config.learning_rate, float)
+    assert config.tensorboard is False and config.crop_scale == (0.5, 1.0)
+    assert config.dataset == "folder:/x/1" and config.seed == 3
+    with pytest.raises(ValueError, match=r"--set num_epochs=many: .*int"):
+        configs.apply_overrides(config, ["num_epochs=many"], flag="--set ")
+    with pytest.raises(ValueError, match=r"--set tensorboard=maybe: expected true or false"):
+        configs.apply_overrides(config, ["tensorboard=maybe"], flag="--set ")
+
+
+def test_configs_derive_from_the_registry():
+    """A model without a config file trains from the defaults at its design size; files exist
+    only where they say more than that."""
+    assert not os.path.exists(os.path.join(ROOT, "configs", "regnet_y_400mf.py"))
+    assert configs.load_config("regnet_y_400mf").image_size == 224
+    assert configs.load_config("efficientnet_b3").image_size == 300 == \
+        get_spec("efficientnet_b3").default_size
+    assert configs.load_config("inception_v3").image_size == 299
+    assert configs.load_config("resnet18_cifar").dataset == "cifar10"  # its family, 32 px
+    assert configs.load_config("regnet_y_400mf:shapes").dataset == "shapes/large"
+    for name in configs.config_files():  # each file changes something the defaults would not
+        from jaxzoo.configs.default import get_config_for
+
+        assert configs.load_config(name).to_dict() != get_config_for(name, None).to_dict() or \
+            configs.load_config(name, "shapes").to_dict() != \
+            get_config_for(name, "shapes").to_dict(), name
+
+
+def test_a_preset_in_another_case_is_suggested_not_taken():
+    with pytest.raises(ValueError, match=r"unknown preset 'SHAPES' for config resnet18\. Did you "
+                                         r"mean resnet18:shapes\?"):
+        configs.load_config("resnet18:SHAPES")
+    with pytest.raises(ValueError, match=r"unknown config 'resnet5'\. Did you mean resnet50"):
+        configs.load_config("resnet5")
+
+
+def test_the_configs_install_with_the_package(tmp_path):
+    """A wheel (what `pip install .` installs) carries the config files as jaxzoo.configs, so a
+    non-editable install finds them; no sys.path edit is involved."""
+    import zipfile
+
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                          "--no-build-isolation", "-q", "-w", str(tmp_path), ROOT],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    wheel, = tmp_path.glob("jaxzoo-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {f"jaxzoo/configs/{name}.py" for name in configs.config_files()}
+    assert expected | {"jaxzoo/configs/default.py", "jaxzoo/configs/__init__.py"} <= names
+    assert not any(n.startswith("configs/") for n in names)
 
 
 def test_torchvision_weights_build_torchvisions_network_unless_the_config_says_otherwise():

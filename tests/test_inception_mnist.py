@@ -201,7 +201,7 @@ def test_structure_feature_maps_and_input_sizes():
 
 
 def test_config_is_mnist_at_28_pixels():
-    get_config = importlib.import_module("configs.inception_mnist").get_config
+    get_config = importlib.import_module("jaxzoo.configs.inception_mnist").get_config
     config = get_config()
     assert (config.model, config.dataset, config.image_size) == (NAME, "mnist", 28)
     assert config.augment is False  # no flips or crops of digits
@@ -232,7 +232,7 @@ def gray_run(tmp_path_factory):
     """inception_mnist (1 channel) trained on a folder of grayscale PNGs, as MNIST would be."""
     from PIL import Image
 
-    from configs.default import get_default_config
+    from jaxzoo.configs.default import get_default_config
     from jaxzoo.train.loop import train_and_evaluate
 
     root = tmp_path_factory.mktemp("gray")

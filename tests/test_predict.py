@@ -57,7 +57,7 @@ def run_cli(capsys, *argv):
 @pytest.fixture(scope="module")
 def shapes_run(tmp_path_factory):
     """inception10 trained on a folder of shapes images (train/CLASS/*.png, val/CLASS/*.png)."""
-    from configs.default import get_default_config
+    from jaxzoo.configs.default import get_default_config
 
     root = tmp_path_factory.mktemp("shapes")
     for split, per_class in (("train", TRAIN_PER_CLASS), ("val", VAL_PER_CLASS)):
@@ -111,7 +111,7 @@ def resnet_state(torchvision_weights):
     """resnet18 set up to fine-tune the head of ``torchvision_weights`` for four classes, as
     training does (new head; the optimizer keeps state for the head only), and its train state."""
     import jax
-    from configs.default import get_default_config
+    from jaxzoo.configs.default import get_default_config
 
     from jaxzoo import create_model
     from jaxzoo.train.state import create_train_state, initial_variables

@@ -344,7 +344,7 @@ def test_weights_command_lists_the_table_with_cache_state(caches, capsys):
 
 def test_every_source_gets_the_same_new_head(resnet18_file, caches, tmp_path):
     """init_from a .pth, a converted directory and torchvision's weights by name: one rule."""
-    from configs.default import get_default_config
+    from jaxzoo.configs.default import get_default_config
     from jaxzoo.train.state import initial_variables
 
     state, data, _ = resnet18_file

@@ -88,7 +88,7 @@ class TinyNet(nn.Module):
 
 
 def tiny_config(**fields):
-    from configs.default import get_default_config
+    from jaxzoo.configs.default import get_default_config
 
     config = get_default_config("resnet18_cifar", "cifar")
     # No TensorBoard files: importing TensorFlow adds seconds to each of the many short training

@@ -1,49 +1,80 @@
-"""The config files (``configs/NAME.py``, each with ``get_config(preset=None)``): finding them
-by name, loading them, and checking ``--config.KEY=VALUE`` overrides against their fields.
-``train.py``, the benchmark and ``python -m jaxzoo check --train-steps`` load configs here."""
+"""Configs by name: ``--config=NAME[:PRESET]`` is a config file of ``jaxzoo.configs`` (the
+folder configs/ of the source tree, installed with the package) or, for any registered model
+without one, the registry's defaults (``jaxzoo.configs.default.get_config_for``); a path to a
+config file works too. Overrides ``KEY=VALUE`` are parsed and checked here, once, for
+``train.py``'s ``--config.KEY=VALUE``, ``check --set`` and the benchmark."""
 from __future__ import annotations
 
 import ast
 import dataclasses
 import difflib
+import importlib
+import importlib.resources
 import importlib.util
 import os
-import sys
 
-# configs/ sits beside the package in the source tree (the install is editable).
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CONFIG_DIR = os.path.join(ROOT, "configs")
+NOT_CONFIGS = ("__init__", "default", "recipes")  # modules of jaxzoo.configs that are no config
+
+
+def config_files() -> list[str]:
+    """The names of the config files that say more than the registry's defaults."""
+    folder = importlib.resources.files("jaxzoo.configs")
+    return sorted(f.name[:-3] for f in folder.iterdir()
+                  if f.name.endswith(".py") and f.name[:-3] not in NOT_CONFIGS)
 
 
 def available_configs() -> list[str]:
-    return sorted(f[:-3] for f in os.listdir(CONFIG_DIR)
-                  if f.endswith(".py") and f not in ("__init__.py", "default.py"))
+    """Every name ``--config=NAME`` takes: each registered model and each config file."""
+    from jaxzoo.models import list_models
+
+    return sorted(set(list_models()) | set(config_files()))
 
 
-def config_file(name_or_path: str) -> tuple[str, str]:
-    """``(path, name)`` of a config given by name (``resnet34``) or by path; an unknown name is
-    an error that names the close ones and lists them all."""
-    if name_or_path.endswith(".py") or os.sep in name_or_path:
-        if not os.path.isfile(name_or_path):
-            raise ValueError(f"config file {name_or_path} does not exist")
-        return name_or_path, os.path.splitext(os.path.basename(name_or_path))[0]
+def _is_path(name_or_path: str) -> bool:
+    return name_or_path.endswith(".py") or os.sep in name_or_path
+
+
+def _load_file(path: str):
+    if not os.path.isfile(path):
+        raise ValueError(f"config file {path} does not exist")
+    name = os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(f"_jaxzoo_config_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def config_name(name_or_path: str) -> str:
+    """The name of a config given by name or path (``runs/NAME`` is its default workdir); an
+    unknown name is an error that names the close ones."""
+    name_or_path = name_or_path.partition(":")[0]
+    if _is_path(name_or_path):
+        return os.path.splitext(os.path.basename(name_or_path))[0]
     names = available_configs()
     if name_or_path not in names:
         close = difflib.get_close_matches(name_or_path, names, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown config {name_or_path!r}. Available configs: "
-                         f"{', '.join(names)} (or a path to a config file).{hint}")
-    return os.path.join(CONFIG_DIR, f"{name_or_path}.py"), name_or_path
+        raise ValueError(f"unknown config {name_or_path!r}.{hint} A config is a model's name "
+                         f"(`python -m jaxzoo list`) or a path to a config file; the names: "
+                         f"{', '.join(names)}")
+    return name_or_path
 
 
 def load_config(name_or_path: str, preset: str | None = None):
-    """``get_config(preset)`` of a config file, as ``--config=NAME[:PRESET]`` gives it."""
-    path, name = config_file(name_or_path)
-    if ROOT not in sys.path:
-        sys.path.insert(0, ROOT)  # config files import configs.default
-    spec = importlib.util.spec_from_file_location(f"_jaxzoo_config_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """The config ``--config=NAME[:PRESET]`` names: a config file's ``get_config(preset)``, or the
+    registry's defaults for a model without a file."""
+    if preset is None and not _is_path(name_or_path):
+        name_or_path, _, preset = name_or_path.partition(":")
+        preset = preset or None
+    if _is_path(name_or_path):
+        module = _load_file(name_or_path)
+    else:
+        name = config_name(name_or_path)
+        if name not in config_files():
+            from jaxzoo.configs.default import get_config_for
+
+            return get_config_for(name, preset)
+        module = importlib.import_module(f"jaxzoo.configs.{name}")
     return module.get_config(preset) if preset else module.get_config()
 
 
@@ -94,3 +125,52 @@ def model_kwargs_override(config, key: str, value: str) -> tuple[str, object]:
         return key, ast.literal_eval(value)
     except (ValueError, SyntaxError):
         return key, value
+
+
+def parse_value(current, text: str):
+    """``text`` as a value for a field whose value is ``current``: strings stay as written
+    (``folder:/data``), booleans take true/false in any case and 1/0, anything else is read as a
+    Python literal (``1e-3``, ``(0.8, 1.0)``), else kept as the string."""
+    if isinstance(current, str):
+        return text
+    if isinstance(current, bool):
+        lowered = text.strip().lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+        raise ValueError(f"expected true or false, got {text!r}")
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def apply_overrides(config, overrides, flag: str = "--config."):
+    """Apply ``KEY=VALUE`` overrides (dotted keys, ``model_kwargs.KEY`` for any option of the
+    model) to ``config``, each checked against its fields with the closest names on a typo; the
+    one parser of ``train.py``, ``check --set`` and the benchmark. ``flag`` is how the command
+    line spells them, for the messages. Returns ``config``."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"{flag}{item}: expected {flag}KEY=VALUE")
+        try:
+            if key.startswith("model_kwargs.") and key.count(".") == 1 and \
+                    key.split(".")[1] not in config.model_kwargs:
+                name, value = model_kwargs_override(config, key.split(".", 1)[1], text)
+                with config.model_kwargs.unlocked():
+                    config.model_kwargs[name] = value
+                continue
+            check_override(config, key)
+        except ValueError as e:  # an unknown field: the message names the closest
+            raise ValueError(str(e).replace("--config.", flag)) from None
+        *parents, leaf = key.split(".")
+        node = config
+        for parent in parents:
+            node = node[parent]
+        try:
+            node[leaf] = parse_value(node[leaf], text)
+        except (TypeError, ValueError) as e:  # ConfigDict refuses a value of another type
+            raise ValueError(f"{flag}{item}: {e}") from None
+    return config

@@ -410,38 +410,9 @@ def report(result: TrainParityResult) -> str:
 
 
 def load_config(model: str, name: str | None = None, overrides=()):
-    """The config ``train.py --config=NAME[:PRESET]`` trains with (``jaxzoo.train.configs``; NAME
-    may be a path), by default ``configs/MODEL.py``, then ``KEY=VALUE`` overrides
-    (``learning_rate=1e-3``, ``model_kwargs.width_mult=0.5``) checked against the config's
-    fields as ``--config.KEY=VALUE`` is, VALUE read as a Python literal, else as a string."""
-    import ast
-
+    """The config ``train.py --config=NAME[:PRESET]`` trains with (by default the model's own),
+    then ``KEY=VALUE`` overrides (``learning_rate=1e-3``, ``model_kwargs.width_mult=0.5``), parsed
+    and checked as ``--config.KEY=VALUE`` is (``jaxzoo.train.configs``)."""
     from jaxzoo.train import configs
 
-    if name is None:
-        if model not in configs.available_configs():
-            raise ValueError(f"no configs/{model}.py: name a config with --config")
-        name = model
-    path, _, preset = name.partition(":")
-    config = configs.load_config(path, preset or None)
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
-        try:
-            configs.check_override(config, key)
-        except ValueError as e:
-            raise ValueError(str(e).replace("--config.", "--set ")) from None
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text
-        *parents, leaf = key.split(".")
-        node = config
-        for parent in parents:
-            node = node[parent]
-        try:
-            node[leaf] = value
-        except TypeError as e:
-            raise ValueError(f"--set {item}: {e}") from None
-    return config
+    return configs.apply_overrides(configs.load_config(name or model), overrides, flag="--set ")

@@ -1,7 +1,0 @@
-"""efficientnet_b1: `python train.py --config=efficientnet_b1` (`--config=efficientnet_b1:shapes` for the offline dataset)."""
-from configs.default import get_config_for
-
-
-def get_config(preset=None):
-    return get_config_for("efficientnet_b1", preset, family="imagenet",
-                          image_size=240)

@@ -1,6 +1,0 @@
-"""mobilenet_v2: `python train.py --config=mobilenet_v2` (`--config=mobilenet_v2:shapes` for the offline dataset)."""
-from configs.default import get_config_for
-
-
-def get_config(preset=None):
-    return get_config_for("mobilenet_v2", preset, family="imagenet")

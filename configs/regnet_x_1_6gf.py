@@ -1,6 +1,0 @@
-"""regnet_x_1_6gf: `python train.py --config=regnet_x_1_6gf` (`--config=regnet_x_1_6gf:shapes` for the offline dataset)."""
-from configs.default import get_config_for
-
-
-def get_config(preset=None):
-    return get_config_for("regnet_x_1_6gf", preset, family="imagenet")

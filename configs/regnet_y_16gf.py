@@ -1,6 +1,0 @@
-"""regnet_y_16gf: `python train.py --config=regnet_y_16gf` (`--config=regnet_y_16gf:shapes` for the offline dataset)."""
-from configs.default import get_config_for
-
-
-def get_config(preset=None):
-    return get_config_for("regnet_y_16gf", preset, family="imagenet")

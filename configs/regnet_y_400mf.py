@@ -1,6 +1,0 @@
-"""regnet_y_400mf: `python train.py --config=regnet_y_400mf` (`--config=regnet_y_400mf:shapes` for the offline dataset)."""
-from configs.default import get_config_for
-
-
-def get_config(preset=None):
-    return get_config_for("regnet_y_400mf", preset, family="imagenet")

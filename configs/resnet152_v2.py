@@ -1,6 +1,0 @@
-"""resnet152_v2: `python train.py --config=resnet152_v2` (`--config=resnet152_v2:shapes` for the offline dataset)."""
-from configs.default import get_config_for
-
-
-def get_config(preset=None):
-    return get_config_for("resnet152_v2", preset, family="imagenet")

@@ -116,8 +116,12 @@ def initial_variables(config, model, num_classes: int, rng: jax.Array, source: s
 
 
 def create_train_state(config, model, variables: dict, steps_per_epoch: int,
-                       rng: jax.Array) -> TrainState:
-    mask = trainable_mask(config.model, variables["params"], config.trainable)
+                       rng: jax.Array, mask=None) -> TrainState:
+    """The state of step 0: ``variables``, the optimizer of ``config`` over the parameters
+    ``mask`` marks as trained (default: ``trainable_mask`` of ``config.trainable``), and ``rng``,
+    the base key of dropout."""
+    if mask is None:
+        mask = trainable_mask(config.model, variables["params"], config.trainable)
     tx = create_optimizer(config, steps_per_epoch, mask)
     return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
                              batch_stats=variables.get("batch_stats", {}), rng=rng)

@@ -200,7 +200,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from jaxzoo.convert.export import class_names_path, export_workdir
+    from jaxzoo.export import class_names_path, export_workdir
     from jaxzoo.workdir import read_config
 
     path, constructor = export_workdir(args.workdir, args.out)

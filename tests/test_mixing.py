@@ -1,0 +1,102 @@
+"""MixUp / CutMix (jaxzoo.train.mixing) against torchvision.transforms.v2's, fed the same draws."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from torchvision.transforms import v2
+
+from jaxzoo.train import mixing
+
+NUM_CLASSES = 5
+
+
+def _batch(seed, n=6, h=12, w=10):
+    rng = np.random.default_rng(seed)
+    images = rng.standard_normal((n, h, w, 3)).astype(np.float32)
+    labels = rng.integers(0, NUM_CLASSES, n).astype(np.int32)
+    return images, labels
+
+
+def _torch_mixed(transform, images, labels):
+    out_images, out_targets = transform(torch.from_numpy(images.transpose(0, 3, 1, 2).copy()),
+                                        torch.from_numpy(labels.astype(np.int64)))
+    return out_images.numpy().transpose(0, 2, 3, 1), out_targets.numpy()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mixup_equals_torchvision_v2_with_the_same_lambda(seed):
+    images, labels = _batch(seed)
+    params = mixing.draw(jax.random.PRNGKey(seed), images.shape, mixup_alpha=0.2,
+                         cutmix_alpha=0.0)
+    assert not bool(params["cutmix"])
+    lam = float(params["lam"])
+    ours = mixing.mix(jnp.asarray(images), jax.nn.one_hot(labels, NUM_CLASSES), params)
+
+    mixup = v2.MixUp(alpha=0.2, num_classes=NUM_CLASSES)
+    mixup.make_params = lambda flat_inputs: {"lam": lam}  # the same draw
+    theirs = _torch_mixed(mixup, images, labels)
+    np.testing.assert_allclose(ours[0], theirs[0], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(ours[1], theirs[1], atol=1e-6, rtol=0)
+    assert 0.0 < lam < 1.0 and not np.allclose(ours[0], images)  # it mixed
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_cutmix_equals_torchvision_v2_with_the_same_box(seed):
+    images, labels = _batch(seed)
+    params = mixing.draw(jax.random.PRNGKey(seed), images.shape, mixup_alpha=0.0,
+                         cutmix_alpha=1.0)
+    assert bool(params["cutmix"])
+    box = tuple(int(v) for v in params["box"])
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    ours = mixing.mix(jnp.asarray(images), jax.nn.one_hot(labels, NUM_CLASSES), params)
+
+    cutmix = v2.CutMix(alpha=1.0, num_classes=NUM_CLASSES)
+    cutmix.make_params = lambda flat_inputs: {
+        "box": box, "lam_adjusted": float(1.0 - area / (images.shape[1] * images.shape[2]))}
+    theirs = _torch_mixed(cutmix, images, labels)
+    np.testing.assert_allclose(ours[0], theirs[0], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(ours[1], theirs[1], atol=1e-6, rtol=0)
+    assert area == 0 or not np.allclose(ours[0], images)  # a box was pasted
+
+
+def test_cutmix_box_is_v2s_for_the_same_centre_and_lambda():
+    """v2.CutMix.make_params with torch's draws replaced by ours: the same box."""
+    h, w = 12, 10
+    image = torch.zeros(2, 3, h, w)
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        lam, r_x, r_y = float(rng.uniform()), int(rng.integers(w)), int(rng.integers(h))
+        with torch.random.fork_rng():
+            cutmix = v2.CutMix(alpha=1.0, num_classes=NUM_CLASSES)
+            cutmix._dist = type("Fixed", (), {"sample": lambda self, shape: torch.tensor(lam)})()
+            draws = iter([torch.tensor([r_x]), torch.tensor([r_y])])
+            original = torch.randint
+            torch.randint = lambda *a, **k: next(draws)
+            try:
+                theirs = cutmix.make_params([image])
+            finally:
+                torch.randint = original
+        ours = mixing.cutmix_box(np.float32(lam), r_x, r_y, h, w)
+        assert tuple(int(v) for v in ours) == tuple(theirs["box"]), (seed, lam, r_x, r_y)
+
+
+def test_random_choice_uses_both_and_mixes_each_shard_on_its_own():
+    """Both alphas: some batches get MixUp, some CutMix (v2.RandomChoice); the draws follow the
+    key; targets stay distributions."""
+    images, labels = _batch(0)
+    chosen = set()
+    for seed in range(16):
+        params = mixing.draw(jax.random.PRNGKey(seed), images.shape, mixup_alpha=0.2,
+                             cutmix_alpha=1.0)
+        chosen.add(bool(params["cutmix"]))
+        _, targets = mixing.mix_batch(jax.random.PRNGKey(seed), jnp.asarray(images),
+                                      jnp.asarray(labels), num_classes=NUM_CLASSES,
+                                      mixup_alpha=0.2, cutmix_alpha=1.0)
+        np.testing.assert_allclose(np.asarray(targets).sum(1), 1.0, atol=1e-6)
+    assert chosen == {True, False}
+
+
+def test_a_disabled_mix_is_an_error():
+    with pytest.raises(ValueError, match="mixup_alpha > 0 or cutmix_alpha > 0"):
+        mixing.draw(jax.random.PRNGKey(0), (2, 4, 4, 3), mixup_alpha=0.0, cutmix_alpha=0.0)

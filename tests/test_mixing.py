@@ -60,23 +60,27 @@ def test_cutmix_equals_torchvision_v2_with_the_same_box(seed):
     assert area == 0 or not np.allclose(ours[0], images)  # a box was pasted
 
 
-def test_cutmix_box_is_v2s_for_the_same_centre_and_lambda():
+def test_cutmix_box_is_v2s_for_the_same_centre_and_lambda(monkeypatch):
     """v2.CutMix.make_params with torch's draws replaced by ours: the same box."""
     h, w = 12, 10
     image = torch.zeros(2, 3, h, w)
+
+    class Fixed:  # stands in for CutMix's Beta distribution
+        def __init__(self, lam):
+            self.lam = lam
+
+        def sample(self, shape):
+            return torch.tensor(self.lam)
+
     for seed in range(20):
         rng = np.random.default_rng(seed)
         lam, r_x, r_y = float(rng.uniform()), int(rng.integers(w)), int(rng.integers(h))
-        with torch.random.fork_rng():
-            cutmix = v2.CutMix(alpha=1.0, num_classes=NUM_CLASSES)
-            cutmix._dist = type("Fixed", (), {"sample": lambda self, shape: torch.tensor(lam)})()
-            draws = iter([torch.tensor([r_x]), torch.tensor([r_y])])
-            original = torch.randint
-            torch.randint = lambda *a, **k: next(draws)
-            try:
-                theirs = cutmix.make_params([image])
-            finally:
-                torch.randint = original
+        cutmix = v2.CutMix(alpha=1.0, num_classes=NUM_CLASSES)
+        cutmix._dist = Fixed(lam)
+        draws = iter([torch.tensor([r_x]), torch.tensor([r_y])])  # r_x, then r_y, as v2 draws
+        monkeypatch.setattr(torch, "randint", lambda *a, draws=draws, **k: next(draws))
+        theirs = cutmix.make_params([image])
+        monkeypatch.undo()
         ours = mixing.cutmix_box(np.float32(lam), r_x, r_y, h, w)
         assert tuple(int(v) for v in ours) == tuple(theirs["box"]), (seed, lam, r_x, r_y)
 

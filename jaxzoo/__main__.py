@@ -200,16 +200,46 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from jaxzoo.export import class_names_path, export_workdir
-    from jaxzoo.workdir import read_config
+    from jaxzoo import export
+    from jaxzoo.predict import Predictor
 
-    path, constructor = export_workdir(args.workdir, args.out)
-    size = int(read_config(args.workdir)["image_size"])
-    print(f"wrote {path} (class names: {class_names_path(path)}); load it with:\n"
-          f"  model = {constructor}\n"
-          f"  model.load_state_dict(torch.load({path!r}))\n"
-          f"and prepare images as it was trained: transforms.Resize({int(size / 0.875)}), "
-          f"CenterCrop({size}), ToTensor(), Normalize(ImageNet mean and std)")
+    export.check_format(args.format)
+    if args.workdir:
+        if args.image_size:
+            raise ValueError("a workdir's model is exported at the image size it was trained "
+                             "at; --image-size is for --weights and --pretrained")
+        predictor = Predictor.from_workdir(args.workdir)
+    elif args.weights:
+        predictor = Predictor.from_weights(args.model, args.weights, image_size=args.image_size)
+    else:
+        name, _, weights = args.pretrained.partition(":")
+        predictor = Predictor.from_pretrained(name, weights or "DEFAULT",
+                                              image_size=args.image_size)
+    platforms = args.platforms.split(",") if args.platforms else None
+    exported = export.export(predictor, args.format, args.out, platforms)
+    size = exported.image_size
+    resize = predictor.resize_size or int(size / 0.875)
+    if exported.format == "torch":
+        print(f"wrote {exported.path} (class names: {exported.class_names_path}); load it with:\n"
+              f"  model = {exported.constructor}\n"
+              f"  model.load_state_dict(torch.load({exported.path!r}))\n"
+              f"and prepare images as it was trained: transforms.Resize({resize}), "
+              f"CenterCrop({size}), ToTensor(), Normalize(ImageNet mean and std)")
+        return 0
+    lowered = f", lowered for {','.join(exported.platforms)}" if exported.platforms else ""
+    load = {"stablehlo": f"jax.export.deserialize(open({exported.path!r}, 'rb').read())"
+                         f".call(images)",
+            "savedmodel": f"tf.saved_model.load({exported.path!r}).signatures"
+                          f"['serving_default'](images=images)['logits']",
+            "onnx": f"onnxruntime.InferenceSession({exported.path!r}).run(None, "
+                    f"{{'images': images}})[0]"}[exported.format]
+    print(f"wrote {exported.path} ({exported.format}{lowered}; class names: "
+          f"{exported.class_names_path})\n"
+          f"  input  images: uint8 RGB, shape (batch, {size}, {size}, 3), any batch size; resize "
+          f"and crop as evaluation does (Resize({resize}, {predictor.interpolation}), "
+          f"CenterCrop({size})); the ImageNet normalization is inside\n"
+          f"  output logits: float32, shape (batch, {exported.num_classes})\n"
+          f"  logits = {load}")
     return 0
 
 
@@ -329,10 +359,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the JSON summary")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("export", help="a training workdir's best checkpoint as a torchvision "
-                       "state dict (.pth)")
-    p.add_argument("--workdir", required=True)
-    p.add_argument("--out", required=True, help="the .pth file to write")
+    p = sub.add_parser("export", help="a model as a torchvision state dict (.pth), or for "
+                       "serving: StableHLO, a TF SavedModel or ONNX (uint8 images in, logits out)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--workdir", help="a training workdir: its best checkpoint")
+    source.add_argument("--weights", help="a directory from `python -m jaxzoo convert`, or a "
+                        "torchvision .pth/.safetensors (with --model)")
+    source.add_argument("--pretrained", metavar="NAME[:WEIGHTS]",
+                        help="torchvision's pretrained weights by name, e.g. resnet50 or "
+                             "resnet50:IMAGENET1K_V2 (from torch's cache, else downloaded)")
+    p.add_argument("--model", help="the model the --weights file belongs to, e.g. resnet50")
+    p.add_argument("--format", default="torch",
+                   choices=["torch", "stablehlo", "savedmodel", "onnx"],
+                   help="torch: the torchvision counterpart's state dict; stablehlo: jax.export; "
+                        "savedmodel: jax2tf; onnx: torch.onnx from the torchvision counterpart")
+    p.add_argument("--out", required=True,
+                   help="the file (a directory for savedmodel) to write; the class names go "
+                        "beside it as NAME.class_names.json")
+    p.add_argument("--platforms", default=None, metavar="LIST",
+                   help="stablehlo and savedmodel: the platforms to lower for, comma-separated "
+                        "from cpu, cuda, rocm, tpu (default: this host's)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="--weights/--pretrained: the input side (default: the weights' own)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("bench", help="images/s of jaxzoo beside torchvision, same threads and batch")

@@ -64,18 +64,21 @@ def read_image(path: str) -> np.ndarray:
 
 def image_files(inputs: Iterable[str]) -> list[str]:
     """Files named in ``inputs``, with each folder replaced by the images under it (walked
-    recursively, sorted, by extension, hidden files left out)."""
-    from jaxzoo.data.folder import IMAGE_EXTENSIONS
+    recursively, sorted, by extension, hidden files and folders left out, each real folder
+    once: symlinks that lead to a folder walked already are not followed, with a warning)."""
+    import warnings
+
+    from jaxzoo.walk import walk
 
     files = []
     for item in inputs:
         if not os.path.isdir(item):
             files.append(item)
             continue
-        for directory, subdirs, names in os.walk(item, followlinks=True):
-            subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-            files += [os.path.join(directory, n) for n in sorted(names)
-                      if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith(".")]
+        listing = walk([item])
+        files += [path for _, group in listing.files[0] for path, _, _ in group]
+        if listing.not_followed_message():
+            warnings.warn(f"in {item}: {listing.not_followed_message()}", stacklevel=2)
     return files
 
 
@@ -159,6 +162,7 @@ class Predictor:
                                   lowering=runtime.lowering_for(jax.devices()[:1], lowering),
                                   **(model_kwargs or {}))
         self.channels = self.model.in_channels  # 1: images are turned gray first
+        self.model_kwargs = dict(model_kwargs or {})  # to rebuild the network (jaxzoo.export)
         self.variables = {k: jax.device_put(v) for k, v in variables.items()
                           if k in ("params", "batch_stats")}
         self._probabilities = _compiled_probabilities(self.model)

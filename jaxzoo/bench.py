@@ -4,8 +4,8 @@ Both run in one process on the same batch, resolution and number of threads. Eac
 ``--steps`` jaxzoo calls and then ``--steps`` torch calls, so load from other processes hits both;
 the table reports the median over repeats and the ratio jaxzoo/torch of those medians.
 
-Train mode times the step ``train.py`` runs (``make_train_step_for_config`` with the model's
-config: Adam, its auxiliary-loss weights; the state donated) beside one torch Adam step with the
+Train mode times the step ``train.py`` runs (``jaxzoo.train.recipe.build_training`` with the
+model's config: Adam, its auxiliary-loss weights; the state donated) beside one torch Adam step with the
 same loss; torch runs channels_last by default (the faster layout for torch's CPU convs here;
 ``--torch-format``). Infer mode times the predictor's forward (``Predictor.forward``: the
 eval-mode logits and their softmax) beside torch's eval-mode forward under ``inference_mode``.
@@ -79,8 +79,8 @@ def train_config(name: str, batch: int, dtype: str):
 
 
 class JaxRunner:
-    """jaxzoo's side: the train step ``train.py`` runs (``make_train_step_for_config`` on a
-    one-device mesh, the state donated) or the predictor's forward (``Predictor.forward``)."""
+    """jaxzoo's side: the train step ``train.py`` runs (``build_training`` on a one-device mesh,
+    the state donated) or the predictor's forward (``Predictor.forward``)."""
 
     def __init__(self, name: str, mode: str, batch: int, size: int, dtype: str,
                  lowering: str = "auto", seed: int = 0, remat: str = "none"):
@@ -89,14 +89,13 @@ class JaxRunner:
         from jaxzoo import runtime
         from jaxzoo.models import create_model
         from jaxzoo.models.registry import init_variables
-        from jaxzoo.train import create_train_state, make_mesh, make_train_step_for_config
-        from jaxzoo.train.loop import remat_kwargs
-        from jaxzoo.train.state import trainable_mask
-        from jaxzoo.train.step import AXIS, replicate, shard_batch
+        from jaxzoo.train import make_mesh
+        from jaxzoo.train.recipe import build_training
+        from jaxzoo.train.step import shard_batch
 
         self.jax, self.mode = jax, mode
         config = train_config(name, batch, dtype)
-        config.remat = remat
+        config.remat, config.lowering, config.seed = remat, lowering, seed
         self.aux_loss_weights = tuple(config.aux_loss_weights)
         mesh = make_mesh(jax.devices()[:1])
         lowering = runtime.lowering_for(mesh.devices.flat, lowering)
@@ -105,16 +104,15 @@ class JaxRunner:
         labels = rng.integers(0, 1000, batch).astype(np.int32)
 
         if mode == "train":
-            model = create_model(name, num_classes=1000, dtype=dtype, bn_axis_name=AXIS,
-                                 lowering=lowering, **remat_kwargs(config),
-                                 **config.model_kwargs)
-            variables = init_variables(model, size, jax.random.PRNGKey(seed))
-            state = create_train_state(config, model, variables, 1000, jax.random.PRNGKey(seed))
-            self.state = replicate(mesh, state)
+            # The trainer's own model, state and step (jaxzoo.train.recipe), initialized at the
+            # benchmark's size.
+            model = create_model(name, num_classes=1000, **config.model_kwargs)
+            training = build_training(
+                config, mesh, num_classes=1000, steps_per_epoch=1000,
+                variables=init_variables(model, size, jax.random.PRNGKey(seed)))
+            self.state = training.state
             self.batch = shard_batch(mesh, {"image": images, "label": labels})
-            fn = make_train_step_for_config(
-                config, model, mesh, num_classes=1000,
-                mask=trainable_mask(name, variables["params"], config.trainable))
+            fn = training.train_step
             args = (self.state, self.batch)
         else:
             from jaxzoo.predict import Predictor

@@ -2,10 +2,10 @@
 
 From the same initial weights (a torchvision model with random weights and randomized BatchNorm
 statistics, converted with ``from_torch``) and the same N seeded batches, jaxzoo's own train step,
-built as the trainer builds it (``create_train_state`` + ``trainable_mask`` +
-``make_train_step_for_config`` on ``make_mesh()``: every device JAX sees, the batch split over
-them), runs beside the torchvision model trained with ``torch.optim``. Each step's loss is compared,
-and at the end every weight and every BatchNorm running statistic.
+built as the trainer builds it (``jaxzoo.train.recipe.build_training`` on ``make_mesh()``: every
+device JAX sees, the batch split over them), runs beside the torchvision model trained with
+``torch.optim``. Each step's loss is compared, and at the end every weight and every BatchNorm
+running statistic.
 
 Where the two libraries do not map one to one, the torch side is the one that does what jaxzoo
 does (``mapping`` lists the choices; the README's "Training parity with PyTorch" has the table):
@@ -270,11 +270,9 @@ def run(name: str, config, *, steps: int = 10, batch: int = 8, size: int = 64,
     the PyTorch side (default ``TorchTrainer``; a subclass tries another mapping)."""
     import torch
 
-    from jaxzoo import runtime
     from jaxzoo.models.registry import create_model, get_spec
-    from jaxzoo.train import create_train_state, make_mesh, make_train_step_for_config, shard_batch
-    from jaxzoo.train.state import trainable_mask
-    from jaxzoo.train.step import AXIS, replicate
+    from jaxzoo.train.recipe import build_training
+    from jaxzoo.train.step import make_mesh, shard_batch
 
     start = time.perf_counter()
     if reference not in ("auto", "float64", "none"):
@@ -291,11 +289,13 @@ def run(name: str, config, *, steps: int = 10, batch: int = 8, size: int = 64,
     if batch % mesh.size:
         raise ValueError(f"the batch ({batch}) must split evenly over the {mesh.size} devices")
     steps_per_epoch = steps_per_epoch or steps
-    lowering = runtime.lowering_for(mesh.devices.flat, config.get("lowering", "auto"))
     model_kwargs = dict(config.model_kwargs)
     probe = create_model(name, num_classes=num_classes, **model_kwargs)
     off = {k: 0.0 for k in DROPOUT_FIELDS if hasattr(probe, k)}
     model_kwargs.update(off)
+    config = config.copy_and_resolve_references()  # the caller's config stays as it was
+    with config.unlocked():
+        config.model_kwargs.update(off)
 
     # The same initial weights: torchvision's model, randomized, converted from a copy (torch
     # trains its tensors in place, and a numpy view of them could alias JAX's CPU buffers).
@@ -306,20 +306,16 @@ def run(name: str, config, *, steps: int = 10, batch: int = 8, size: int = 64,
     params = {k for k, _ in torch_model.named_parameters()}
 
     # jaxzoo, as train.py builds it.
-    model = create_model(name, num_classes=num_classes, dtype=jax.numpy.float32,
-                         bn_axis_name=AXIS, lowering=lowering, **model_kwargs)
-    state = replicate(mesh, create_train_state(config, model, variables, steps_per_epoch,
-                                               jax.random.PRNGKey(seed)))
-    mask = trainable_mask(config.model, variables["params"], config.trainable)
-    train_step = make_train_step_for_config(config, model, mesh, num_classes=num_classes,
-                                            mask=mask)
+    training = build_training(config, mesh, num_classes=num_classes,
+                              steps_per_epoch=steps_per_epoch, variables=variables)
+    state, train_step, lowering = training.state, training.train_step, training.model.lowering
     torch_trainer = torch_trainer or TorchTrainer
     trainer = torch_trainer(torch_model, config, spec, steps_per_epoch)
 
     lr, wd, clip = float(config.learning_rate), float(config.weight_decay), trainer.clip
     smoothing = float(config.label_smoothing)
     mapping = [
-        (f"jaxzoo: make_train_step_for_config on {mesh.size} {jax.devices()[0].platform} "
+        (f"jaxzoo: the trainer's step (build_training) on {mesh.size} {jax.devices()[0].platform} "
          f"device(s), lowering {lowering!r}, batch {batch} split {batch // mesh.size} per device "
          f"(gradients averaged, BatchNorm statistics synchronized); torch: the whole batch"),
         (f"optimizer: optax.adamw(weight_decay={wd:g}, kernels only) -> torch.optim.AdamW, "

@@ -5,12 +5,17 @@ import os
 from typing import Any
 
 import jax
-import optax
 from flax import traverse_util
 from flax.training import train_state
 
 from jaxzoo import convert
 from jaxzoo.models import get_spec
+from jaxzoo.train.optim import (
+    create_optimizer,
+    learning_rate_schedule,  # noqa: F401 (its callers import it here)
+    needs_norms,
+    norm_parameters,
+)
 
 
 class TrainState(train_state.TrainState):
@@ -41,33 +46,6 @@ def trainable_mask(model_name: str, params, trainable: str):
         return spec.is_head(key) and not key.startswith(aux)
 
     return traverse_util.unflatten_dict({path: trained(path) for path in flat})
-
-
-def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
-    """The learning rate at each step: linear warmup over ``warmup_epochs``, then cosine decay
-    to 0 at the end of training."""
-    total_steps = max(int(config.num_epochs * steps_per_epoch), 1)
-    warmup_steps = min(int(config.warmup_epochs * steps_per_epoch), total_steps - 1)
-    return optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=config.learning_rate, warmup_steps=warmup_steps,
-        decay_steps=total_steps, end_value=0.0)
-
-
-def create_optimizer(config, steps_per_epoch: int, mask) -> optax.GradientTransformation:
-    """Adam (AdamW with ``weight_decay``), warmup + cosine, optional clipping; parameters outside
-    ``mask`` are frozen and get no optimizer state (``optax.set_to_zero``)."""
-    schedule = learning_rate_schedule(config, steps_per_epoch)
-    if config.weight_decay:
-        # Conv and Linear kernels only: not biases, BatchNorm/LayerNorm scales, layer scales.
-        decay_kernels = lambda params: jax.tree_util.tree_map_with_path(  # noqa: E731
-            lambda path, _: path[-1].key == "kernel", params)
-        tx = optax.adamw(schedule, weight_decay=config.weight_decay, mask=decay_kernels)
-    else:
-        tx = optax.adam(schedule)
-    if config.grad_clip_norm:
-        tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
-    labels = jax.tree.map(lambda m: "train" if m else "frozen", mask)
-    return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
 
 
 def with_pretrained_network(config, log=print):
@@ -122,6 +100,8 @@ def create_train_state(config, model, variables: dict, steps_per_epoch: int,
     the base key of dropout."""
     if mask is None:
         mask = trainable_mask(config.model, variables["params"], config.trainable)
-    tx = create_optimizer(config, steps_per_epoch, mask)
+    # torchvision's norm-layer parameters, for norm_weight_decay (traced once, abstractly).
+    norms = norm_parameters(model, config.image_size) if needs_norms(config) else None
+    tx = create_optimizer(config, steps_per_epoch, mask, norms)
     return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
                              batch_stats=variables.get("batch_stats", {}), rng=rng)

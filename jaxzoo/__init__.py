@@ -9,12 +9,13 @@ __all__ = ["Prediction", "Predictor", "create_model", "get_spec", "list_models",
 
 
 def pretrained(name: str, weights: str | None = "DEFAULT", num_classes: int | None = None,
-               dtype=None, lowering: str = "xla", **kwargs):
+               dtype=None, lowering: str = "auto", **kwargs):
     """``model, variables = jaxzoo.pretrained("resnet50", weights="DEFAULT")``: torchvision's
     pretrained weights by name, in the network torchvision builds for them; see
     ``jaxzoo.convert.pretrained`` for every option. The file comes from torch's cache
     (``$TORCH_HOME/hub/checkpoints``) or is downloaded there; the converted variables are cached
-    in ``~/.cache/jaxzoo/weights``."""
+    in ``~/.cache/jaxzoo/weights``. ``lowering`` as in ``create_model``: "auto" gives the CPU
+    formulations on CPUs and XLA's own ops on GPUs and TPUs."""
     import jax.numpy as jnp
 
     from jaxzoo.convert.loader import pretrained as load_pretrained

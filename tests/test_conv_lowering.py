@@ -143,6 +143,24 @@ def test_lowering_for_devices():
         jaxzoo.create_model("resnet18", lowering="fast")
 
 
+def test_a_plain_create_model_gets_the_lowering_of_its_devices():
+    """``create_model(name)`` resolves "auto" when it builds the model and keeps the concrete
+    choice: the CPU formulations here, XLA's own ops for devices that are not all CPUs, and
+    an explicit choice as given."""
+
+    class Accelerator:
+        platform = "tpu"
+
+    assert jaxzoo.create_model("resnext50_32x4d").lowering == "cpu"
+    assert jaxzoo.create_model("resnext50_32x4d", devices=[Accelerator()]).lowering == "xla"
+    assert jaxzoo.create_model("resnext50_32x4d", lowering="xla").lowering == "xla"
+    model = jaxzoo.create_model("mobilenet_v2")
+    jaxpr = str(jax.make_jaxpr(lambda x: model.init(jax.random.PRNGKey(0), x))(
+        jnp.zeros((1, 32, 32, 3))))
+    # The depthwise convs run as shifted multiply-adds: no XLA conv is grouped.
+    assert not any(f"feature_group_count={g}" in jaxpr for g in (16, 32, 96, 144, 192))
+
+
 @pytest.mark.parametrize("choice", lowering.LOWERINGS)
 def test_layers_conv_uses_the_lowering_it_is_given(choice):
     module = layers.conv(8, 3, groups=8, lowering=choice)

@@ -270,7 +270,7 @@ def _differences(model, expected: dict, entry: WeightsEntry) -> list[str]:
 
 
 def pretrained(name: str, weights: str | None = "DEFAULT", num_classes: int | None = None,
-               dtype: Any = jnp.float32, lowering: str = "xla", *, rng: jax.Array | None = None,
+               dtype: Any = jnp.float32, lowering: str = "auto", *, rng: jax.Array | None = None,
                progress: bool = True, **model_kwargs: Any):
     """``(model, variables)``: jaxzoo's ``name`` with torchvision's pretrained ``weights``
     ("DEFAULT" as torchvision defines it, "IMAGENET1K_V1", "IMAGENET1K_V2", ...), built as

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
@@ -83,17 +83,22 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def create_model(name: str, num_classes: int = 1000, dtype: Any = jnp.float32,
-                 lowering: str = "xla", **model_kwargs: Any) -> nn.Module:
+                 lowering: str = "auto", devices: Iterable[jax.Device] | None = None,
+                 **model_kwargs: Any) -> nn.Module:
     """Build the flax module registered as ``name``.
 
     ``dtype`` is the compute dtype (float32 or bfloat16); parameters are always float32.
     ``lowering`` is how convolutions and max-pool gradients are lowered: "xla" (XLA's own ops,
-    for GPU and TPU) or "cpu" (formulations XLA:CPU runs faster, same numbers); pick it for the
-    devices the model runs on with ``jaxzoo.models.lowering.for_devices(devices)``.
+    for GPU and TPU), "cpu" (formulations XLA:CPU runs faster, same numbers) or "auto", the
+    default: "cpu" when every one of ``devices`` (default: ``jax.devices()``) is a CPU, else
+    "xla". "auto" is resolved here and the module keeps the concrete choice, so ``jax.jit`` sees
+    it and a model is never re-lowered behind the caller's back.
     ``model_kwargs`` go to the family's module (e.g. ``zero_init_residual=True``,
     ``aux_logits=False``, ``width_mult=0.75``, ``in_channels=1``).
     """
     spec = get_spec(name)
+    if lowering == "auto":
+        lowering = lowerings.for_devices(jax.devices() if devices is None else devices)
     return spec.builder(num_classes=num_classes, dtype=jnp.dtype(dtype),
                         lowering=lowerings.check(lowering), **model_kwargs)
 

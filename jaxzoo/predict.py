@@ -64,18 +64,21 @@ def read_image(path: str) -> np.ndarray:
 
 def image_files(inputs: Iterable[str]) -> list[str]:
     """Files named in ``inputs``, with each folder replaced by the images under it (walked
-    recursively, sorted, by extension, hidden files left out)."""
-    from jaxzoo.data.folder import IMAGE_EXTENSIONS
+    recursively, sorted, by extension, hidden files and folders left out, each real folder
+    once: symlinks that lead to a folder walked already are not followed, with a warning)."""
+    import warnings
+
+    from jaxzoo.walk import walk
 
     files = []
     for item in inputs:
         if not os.path.isdir(item):
             files.append(item)
             continue
-        for directory, subdirs, names in os.walk(item, followlinks=True):
-            subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-            files += [os.path.join(directory, n) for n in sorted(names)
-                      if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith(".")]
+        listing = walk([item])
+        files += [path for _, group in listing.files[0] for path, _, _ in group]
+        if listing.not_followed_message():
+            warnings.warn(f"in {item}: {listing.not_followed_message()}", stacklevel=2)
     return files
 
 

@@ -3,12 +3,16 @@
     PATH/train/CLASS/*.jpg and PATH/val/CLASS/*.jpg     (``validation`` works for ``val`` too)
     PATH/CLASS/*.jpg                                     (split per class by ``val_fraction``)
 
-Class names are the sorted sub-folder names, as in torchvision's ImageFolder. Every file is
-checked once before training: empty, corrupt or truncated files, files that are not images and
-images of more than ``max_pixels`` pixels are skipped, and so are class folders left without
-training images; one warning counts each kind (``Source.skipped``). JPEGs and 8-bit PNGs in RGB
-or grayscale are then decoded by TensorFlow; other images (CMYK, 16-bit, BMP, GIF, ...) are
-converted to RGB with PIL.
+Class names are the sorted sub-folder names, as in torchvision's ImageFolder. Sub-folders are
+walked by ``jaxzoo.walk``: hidden files and folders are left out, and a symlinked folder is
+followed only to a folder not walked yet (a link back up, ``red/loop -> ..``, is not followed).
+Every file is checked before training: empty, corrupt or truncated files, files that are not
+images and images of more than ``max_pixels`` pixels are skipped, and so are class folders left
+without training images; one warning counts each kind (``Source.skipped``). The verdicts are
+kept in a manifest (``jaxzoo.data.manifest``), so a later start checks only new or changed
+files, and several processes split the checking. JPEGs and 8-bit PNGs in RGB or grayscale are
+then decoded by TensorFlow; other images (CMYK, 16-bit, BMP, GIF, ...) are converted to RGB with
+PIL.
 """
 import collections
 import concurrent.futures
@@ -17,13 +21,14 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import PIL
 from PIL import Image, UnidentifiedImageError
 
+from jaxzoo.data import manifest
 from jaxzoo.data._tf import tf
 from jaxzoo.data.source import Source, Window, crop, decode_window
+from jaxzoo.walk import IMAGE_EXTENSIONS, Listing, walk
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff",
-                    ".webp")
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS  # 89.5 million, PIL's decompression-bomb warning
 _SPLIT_SEED = 0  # the class-folders-only split does not change with the training seed
 _LAYOUT_HELP = ("expected PATH/train/CLASS/*.jpg and PATH/val/CLASS/*.jpg, or PATH/CLASS/*.jpg "
@@ -35,15 +40,16 @@ def _class_folders(root: Path) -> list[str]:
                   if entry.is_dir() and not entry.name.startswith("."))
 
 
-def _image_files(root: Path, class_names: list[str]) -> list[tuple[str, int]]:
-    """(path, label) of every file with an image extension under root/CLASS/, recursively."""
+def _image_files(root: Path, class_names: list[str], ancestors) -> tuple[list[tuple], Listing]:
+    """(path, label, size, mtime_ns) of every image file under root/CLASS/, recursively, in
+    the order of the sorted folder paths (as ``sorted(os.walk(...))`` gave them), and the walk
+    (``jaxzoo.walk``: each real folder once, symlinked ones that lead back not followed)."""
+    listing = walk([root / name for name in class_names], ancestors=ancestors, stat=True)
     files = []
-    for label, name in enumerate(class_names):
-        for directory, _, names in sorted(os.walk(root / name, followlinks=True)):
-            for file in sorted(names):
-                if file.lower().endswith(IMAGE_EXTENSIONS) and not file.startswith("."):
-                    files.append((os.path.join(directory, file), label))
-    return files
+    for label, groups in enumerate(listing.files):
+        for _, group in sorted(groups):
+            files += [(path, label, size, mtime) for path, size, mtime in group]
+    return files, listing
 
 
 def _png_header_and_end(path: str) -> tuple[int, bool]:
@@ -65,37 +71,46 @@ def inspect(path: str, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[str | None, 
 
     Reasons: "empty" (zero bytes), "not_an_image", "corrupt" (undecodable), "truncated" (the
     data stops short), "too_large" (more than ``max_pixels`` pixels, read from the header
-    without decoding) and "unreadable" (no permission)."""
-    if os.path.getsize(path) == 0:
-        return "empty", False
+    without decoding) and "unreadable" (no permission, or gone)."""
+    reason, tf_decodes, _ = inspect_file(path, max_pixels)
+    return reason, tf_decodes
+
+
+def inspect_file(path: str, max_pixels: int = MAX_IMAGE_PIXELS) -> manifest.Verdict:
+    """``inspect``, plus the image's width x height (-1 when unknown), which the manifest keeps
+    so that another ``max_pixels`` needs no new check."""
     try:
+        if os.path.getsize(path) == 0:
+            return "empty", False, -1
         image = Image.open(path)
     except UnidentifiedImageError:
-        return "not_an_image", False
+        return "not_an_image", False, -1
     except Image.DecompressionBombError:  # PIL's own limit, twice Image.MAX_IMAGE_PIXELS
-        return "too_large", False
-    except PermissionError:
-        return "unreadable", False
+        return "too_large", False, -1
+    except (PermissionError, FileNotFoundError):
+        return "unreadable", False, -1
     except OSError as err:  # a header that stops short, or nonsense in it
-        return _truncated_or_corrupt(err), False
+        return _truncated_or_corrupt(err), False, -1
     with image:
         fmt, mode = image.format, image.mode
-        if image.width * image.height > max_pixels:
-            return "too_large", False
+        pixels = image.width * image.height
+        if pixels > max_pixels:
+            return "too_large", False, pixels
         if fmt == "JPEG" and mode in ("RGB", "L") and _tf_decodes_jpeg(path):
-            return None, True
+            return None, True, pixels
         try:
             if fmt == "JPEG":  # decode at 1/8 scale: reads every byte, a fraction of the work
                 image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
             image.load()
         except OSError as err:
-            return _truncated_or_corrupt(err), False
+            return _truncated_or_corrupt(err), False, pixels
         except (SyntaxError, ValueError, EOFError):
-            return "corrupt", False
+            return "corrupt", False, pixels
     if fmt == "PNG":
         depth, complete = _png_header_and_end(path)
-        return None, mode in ("RGB", "RGBA", "L", "LA", "P") and depth == 8 and complete
-    return None, False  # PIL decodes it: other formats and modes, and JPEGs TensorFlow rejects
+        return None, mode in ("RGB", "RGBA", "L", "LA", "P") and depth == 8 and complete, pixels
+    # PIL decodes it: other formats and modes, and JPEGs TensorFlow rejects
+    return None, False, pixels
 
 
 def _tf_decodes_jpeg(path: str) -> bool:
@@ -157,8 +172,8 @@ def _split_per_class(files, val_fraction):
     """Hold out ``val_fraction`` of each class, the same files every time."""
     rng = np.random.default_rng(_SPLIT_SEED)
     by_class = collections.defaultdict(list)
-    for path, label in files:
-        by_class[label].append((path, label))
+    for file in files:  # (path, label, ...)
+        by_class[file[1]].append(file)
     train, val = [], []
     for label in sorted(by_class):
         members = by_class[label]
@@ -169,17 +184,33 @@ def _split_per_class(files, val_fraction):
     return train, val
 
 
-def _check(files, max_pixels: int):
-    """Drop the files that cannot be read; returns (good files with tf_decodes flags, skip
-    counts by reason, an example path per reason)."""
-    with warnings.catch_warnings():  # too_large is reported below, once
+# The libraries whose verdicts the manifest keeps: another version checks every file again.
+CHECKER = f"pillow {PIL.__version__}, tensorflow {tf.__version__}"
+
+# What the last ``folder_source`` call of this process did (``manifest.CheckStats``: files
+# listed, verdicts reused, files checked here, verdicts received from other processes).
+last_check: manifest.CheckStats | None = None
+
+
+def _inspect_all(paths: list[str], max_pixels: int) -> list[manifest.Verdict]:
+    with warnings.catch_warnings():  # too_large is reported by the caller, once
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with concurrent.futures.ThreadPoolExecutor(
                 max_workers=min(16, (os.cpu_count() or 1) * 2)) as pool:
-            results = list(pool.map(lambda path: inspect(path, max_pixels),
-                                    [path for path, _ in files]))
+            return list(pool.map(lambda path: inspect_file(path, max_pixels), paths))
+
+
+def _check(root: Path, files, max_pixels: int, process_index: int, process_count: int):
+    """Drop the files that cannot be read, with the verdicts the manifest remembers and the
+    others checked (a share per process); returns (good files with tf_decodes flags, skip
+    counts by reason, an example path per reason)."""
+    global last_check
+    verdicts, last_check = manifest.check_folder(
+        os.fspath(root), [(path, size, mtime) for path, _, size, mtime in files],
+        lambda paths: _inspect_all(paths, max_pixels), checker=CHECKER, max_pixels=max_pixels,
+        process_index=process_index, process_count=process_count)
     good, skipped, examples = [], collections.Counter(), {}
-    for (path, label), (reason, tf_decodes) in zip(files, results):
+    for (path, label, _, _), (reason, tf_decodes, _) in zip(files, verdicts):
         if reason is None:
             good.append((path, label, tf_decodes))
         else:
@@ -210,9 +241,11 @@ def folder_source(path: str, *, val_fraction: float, process_index: int, process
         raise FileNotFoundError(f"folder dataset {str(root)!r} does not exist or is not a "
                                 f"folder; {_LAYOUT_HELP}")
     val_dir = next((root / n for n in ("val", "validation") if (root / n).is_dir()), None)
+    listings = []
     if (root / "train").is_dir():
         class_names = _class_folders(root / "train")
-        files = _image_files(root / "train", class_names)
+        files, listing = _image_files(root / "train", class_names, [root, root / "train"])
+        listings.append(listing)
         if val_dir is None:
             train, val = _split_per_class(files, val_fraction)
         else:
@@ -220,10 +253,14 @@ def folder_source(path: str, *, val_fraction: float, process_index: int, process
             if extra:
                 raise ValueError(f"{val_dir} has class folders {extra} that {root / 'train'} "
                                  f"lacks; give both the same class folders")
-            train, val = files, _image_files(val_dir, class_names)
+            val, listing = _image_files(val_dir, class_names, [root, val_dir])
+            train = files
+            listings.append(listing)
     else:
         class_names = _class_folders(root)
-        train, val = _split_per_class(_image_files(root, class_names), val_fraction)
+        files, listing = _image_files(root, class_names, [root])
+        listings.append(listing)
+        train, val = _split_per_class(files, val_fraction)
     where = root / "train" if (root / "train").is_dir() else root
     if len(class_names) < 2:
         raise ValueError(f"found {len(class_names)} class folder(s) {class_names} in {where}; "
@@ -231,10 +268,15 @@ def folder_source(path: str, *, val_fraction: float, process_index: int, process
                          f"sub-folder, e.g. {where}/cats/*.jpg and {where}/dogs/*.jpg "
                          f"({_LAYOUT_HELP})")
 
-    good, skipped, examples = _check(train + val, max_pixels)
+    good, skipped, examples = _check(root, train + val, max_pixels, process_index, process_count)
     good_paths = {path: (label, tf_decodes) for path, label, tf_decodes in good}
-    train = [(p, *good_paths[p]) for p, _ in train if p in good_paths]
-    val = [(p, *good_paths[p]) for p, _ in val if p in good_paths]
+    train = [(p, *good_paths[p]) for p, *_ in train if p in good_paths]
+    val = [(p, *good_paths[p]) for p, *_ in val if p in good_paths]
+    loops = Listing([], [link for listing in listings for link in listing.loops],
+                    [link for listing in listings for link in listing.repeats])
+    for kind, links in [("symlink_loop", loops.loops), ("symlink_repeat", loops.repeats)]:
+        if links:
+            skipped[kind] = len(links)
     # A class without training images cannot be learned: leave it out of the classifier.
     empty = sorted(set(range(len(class_names))) - {label for _, label, _ in train})
     if empty:
@@ -243,7 +285,8 @@ def folder_source(path: str, *, val_fraction: float, process_index: int, process
         class_names, train, val = _drop_classes(
             class_names, train, val, set(range(len(class_names))) - set(empty))
     if skipped:
-        bad = {reason: n for reason, n in skipped.items() if reason != "empty_class"}
+        bad = {reason: n for reason, n in skipped.items()
+               if reason != "empty_class" and not reason.startswith("symlink_")}
         parts = []
         if bad:
             parts.append(f"{sum(bad.values())} of {len(good) + sum(bad.values())} image files: "
@@ -252,6 +295,8 @@ def folder_source(path: str, *, val_fraction: float, process_index: int, process
         if empty:
             parts.append(f"{len(empty)} class folder(s) without readable training images, left "
                          f"out of the classes: {examples['empty_class']}")
+        if loops.not_followed_message():
+            parts.append(loops.not_followed_message())
         warnings.warn(f"skipped in {root}: {'; '.join(parts)}", stacklevel=3)
     if len(class_names) < 2 or not train or not val:
         raise ValueError(f"{root} has {len(train)} readable training and {len(val)} validation "

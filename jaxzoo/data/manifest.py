@@ -1,0 +1,290 @@
+"""The folder check's memory: a verdict per image file, so that a later start checks only the files
+that are new or changed, and processes of one job split the checking between them.
+
+A ``folder:PATH`` dataset checks every image before training (``folder.inspect``: PIL reads the
+header, TensorFlow or PIL decodes the file). The verdicts are kept in a manifest keyed by each
+file's path under PATH, its size and its mtime in nanoseconds; a file whose size or mtime changed
+is checked again. The manifest lives in
+
+    $JAXZOO_FOLDER_CACHE/<hash of PATH>/manifest.npz     (default: ~/.cache/jaxzoo/folders/...)
+
+with ``root.txt`` beside it naming PATH. Deleting the folder only costs one full check. It is
+written atomically (a temporary file, then ``os.replace``), so a killed process leaves the
+previous manifest or the new one, never half of one.
+
+With several processes (``process_count > 1``) every process lists the folder and finds the same
+unchecked files; process ``i`` checks every ``process_count``-th of them from the ``i``-th on and
+the verdicts are exchanged: through ``jax.experimental.multihost_utils.process_allgather`` when
+``jax.distributed`` is initialized for that many processes, otherwise through partial files in
+the cache folder, which the processes must then share (``JAXZOO_FOLDER_CACHE`` on a shared file
+system). Every process ends with every verdict, so all agree on the files, labels and order.
+"""
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+CACHE_ENV = "JAXZOO_FOLDER_CACHE"
+MANIFEST = "manifest.npz"
+_FORMAT = 1
+# Why a file is skipped, as stored (0: it is good). "unreadable" (no permission, a broken link)
+# is never stored: permissions change without touching size or mtime, so it is checked again.
+REASONS = (None, "empty", "not_an_image", "corrupt", "truncated", "too_large", "unreadable")
+_CODE = {reason: code for code, reason in enumerate(REASONS)}
+_PARTIALS_KEPT_S = 3600  # other rounds' partial files older than this are removed
+
+# (reason or None, whether TensorFlow decodes it, width x height or -1 when unknown)
+Verdict = tuple[str | None, bool, int]
+
+
+@dataclasses.dataclass
+class CheckStats:
+    """What one process did for one folder: files listed, verdicts taken from the manifest,
+    files this process checked (read and decoded), verdicts received from the other processes,
+    and how they were exchanged ("", "files" or "allgather")."""
+
+    listed: int = 0
+    cached: int = 0
+    checked: int = 0
+    received: int = 0
+    exchange: str = ""
+    cache_dir: str = ""
+
+
+def cache_root() -> Path:
+    """Where the manifests of all folders live: ``$JAXZOO_FOLDER_CACHE``, else
+    ``$XDG_CACHE_HOME/jaxzoo/folders`` (``~/.cache/jaxzoo/folders``). Read at every call."""
+    configured = os.environ.get(CACHE_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "jaxzoo" / "folders"
+
+
+def cache_dir(root) -> Path:
+    """The cache folder of the dataset folder ``root``: a hash of its absolute, resolved path."""
+    resolved = os.path.realpath(os.path.abspath(os.fspath(root)))
+    return cache_root() / hashlib.sha256(os.fsencode(resolved)).hexdigest()[:16]
+
+
+def _pack(texts: list[str]) -> np.ndarray:
+    return np.frombuffer("\0".join(texts).encode("utf-8", "surrogateescape"), np.uint8)
+
+
+def _unpack(array: np.ndarray) -> list[str]:
+    text = array.tobytes().decode("utf-8", "surrogateescape")
+    return text.split("\0") if text else []
+
+
+def _atomic_savez(path: Path, **arrays) -> None:
+    """``np.savez`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def _load_manifest(path: Path, checker: str) -> dict[str, tuple[int, int, int, bool, int]]:
+    """rel path -> (size, mtime_ns, reason code, tf_decodes, pixels); empty when there is no
+    manifest, when it was written by another checker version, or when it cannot be read."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            meta = json.loads(stored["meta"].tobytes())
+            if meta.get("format") != _FORMAT or meta.get("checker") != checker:
+                return {}
+            rels = _unpack(stored["paths"])
+            columns = [stored[k].tolist() for k in ("size", "mtime_ns", "reason", "tf_decodes",
+                                                    "pixels")]
+    except FileNotFoundError:
+        return {}
+    except Exception as err:  # a damaged manifest costs a full check, not the run
+        warnings.warn(f"ignoring the folder check's manifest {path} ({type(err).__name__}: "
+                      f"{err}); every file is checked again", stacklevel=4)
+        return {}
+    if any(len(column) != len(rels) for column in columns):
+        return {}
+    return dict(zip(rels, zip(*columns)))
+
+
+def _save_manifest(path: Path, entries: dict, root: str, checker: str) -> None:
+    rels = list(entries)
+    columns = list(zip(*entries.values())) if entries else [(), (), (), (), ()]
+    _atomic_savez(
+        path, meta=np.frombuffer(json.dumps({"format": _FORMAT, "checker": checker,
+                                             "root": root}).encode(), np.uint8),
+        paths=_pack(rels), size=np.asarray(columns[0], np.int64),
+        mtime_ns=np.asarray(columns[1], np.int64), reason=np.asarray(columns[2], np.int8),
+        tf_decodes=np.asarray(columns[3], bool), pixels=np.asarray(columns[4], np.int64))
+    root_txt = path.parent / "root.txt"
+    if not root_txt.exists():
+        root_txt.write_text(root + "\n", encoding="utf-8", errors="surrogateescape")
+
+
+def _verdict(entry, max_pixels: int) -> Verdict | None:
+    """A stored entry's verdict under ``max_pixels``, or None when the file must be checked
+    again (it was skipped as too large under a smaller limit)."""
+    _, _, code, tf_decodes, pixels = entry
+    reason = REASONS[code]
+    if reason == "too_large":
+        # -1: PIL refused to open it (over its own limit, twice Image.MAX_IMAGE_PIXELS)
+        return (reason, False, pixels) if pixels < 0 or pixels > max_pixels else None
+    if reason is None and pixels > max_pixels:
+        return "too_large", False, pixels
+    return reason, bool(tf_decodes), pixels
+
+
+def _encode(verdicts: list[Verdict]) -> np.ndarray:
+    return np.asarray([(_CODE[r], int(d), p) for r, d, p in verdicts], np.int64).reshape(-1, 3)
+
+
+def _decode(array: np.ndarray) -> list[Verdict]:
+    return [(REASONS[r], bool(d), p) for r, d, p in array.tolist()]
+
+
+def _exchange_files(cache: Path, token: str, mine: np.ndarray, process_index: int,
+                    process_count: int, timeout: float) -> list[np.ndarray]:
+    """Every process's share of verdicts, through partial files in the shared ``cache``."""
+    def name(index):
+        return cache / f"partial-{token}-{index}of{process_count}.npz"
+
+    now = time.time()
+    for old in cache.glob("partial-*.npz"):  # earlier rounds' files, long since merged
+        try:
+            if token not in old.name and now - old.stat().st_mtime > _PARTIALS_KEPT_S:
+                old.unlink()
+        except OSError:
+            pass
+    _atomic_savez(name(process_index), verdicts=mine)
+    shares, deadline = {process_index: mine}, time.monotonic() + timeout
+    while len(shares) < process_count:
+        for index in set(range(process_count)) - set(shares):
+            try:
+                with np.load(name(index), allow_pickle=False) as stored:
+                    shares[index] = stored["verdicts"]
+            except FileNotFoundError:
+                pass
+        if len(shares) < process_count:
+            if time.monotonic() > deadline:
+                missing = sorted(set(range(process_count)) - set(shares))
+                raise TimeoutError(
+                    f"process {process_index} of {process_count} waited {timeout:.0f} s for "
+                    f"the folder check of process(es) {missing} in {cache}; the processes must "
+                    f"share that folder (set {CACHE_ENV} to a folder on a file system all of "
+                    f"them see) and list the same files")
+            time.sleep(0.1)
+    return [shares[i] for i in range(process_count)]
+
+
+def _exchange_allgather(mine: np.ndarray, share_size: int) -> list[np.ndarray]:
+    """Every process's share of verdicts, gathered over ``jax.distributed``."""
+    from jax.experimental import multihost_utils
+
+    padded = np.full((share_size, 3), -1, np.int64)
+    padded[:len(mine)] = mine
+    gathered = np.asarray(multihost_utils.process_allgather(padded))
+    return [gathered[i][gathered[i][:, 0] >= 0] for i in range(gathered.shape[0])]
+
+
+def _agreed_by_all(token: str) -> bool:
+    """Whether every process of ``jax.distributed`` found the same unchecked files."""
+    from jax.experimental import multihost_utils
+
+    mine = np.frombuffer(bytes.fromhex(token[:16]), np.int32)
+    return bool(np.all(np.asarray(multihost_utils.process_allgather(mine)) == mine))
+
+
+def _distributed(process_count: int) -> bool:
+    import jax
+
+    return jax.distributed.is_initialized() and jax.process_count() == process_count
+
+
+def check_folder(root: str, files: list[tuple[str, int, int]],
+                 inspect: Callable[[list[str]], list[Verdict]], *, checker: str,
+                 max_pixels: int, process_index: int = 0, process_count: int = 1,
+                 timeout: float = 1800.0) -> tuple[list[Verdict], CheckStats]:
+    """The verdict of each of ``files`` ((path under ``root``, size, mtime_ns); size -1 when the
+    file could not be stat'ed), from the manifest where its key is unchanged, else from
+    ``inspect(paths)``, split between the processes; the manifest is then updated. ``checker``
+    names the versions of the libraries that decide (a manifest of other versions is not used).
+    """
+    cache = cache_dir(root)
+    stats = CheckStats(listed=len(files), cache_dir=str(cache))
+    prefix = os.path.join(os.fspath(root), "")
+    rels = [path[len(prefix):] if path.startswith(prefix) else path for path, _, _ in files]
+    stored = _load_manifest(cache / MANIFEST, checker)
+    verdicts: list[Verdict | None] = []
+    unchecked = []
+    for i, ((path, size, mtime), rel) in enumerate(zip(files, rels)):
+        entry = stored.get(rel)
+        verdict = None
+        if size < 0:
+            verdict = ("unreadable", False, -1)
+        elif entry is not None and entry[0] == size and entry[1] == mtime:
+            verdict = _verdict(entry, max_pixels)
+        if verdict is None:
+            unchecked.append(i)
+        verdicts.append(verdict)
+    stats.cached = len(files) - len(unchecked)
+
+    token = hashlib.sha256(json.dumps(
+        [max_pixels, checker] + [[rels[i], files[i][1], files[i][2]] for i in unchecked]
+    ).encode()).hexdigest()[:24]
+    shared = process_count > 1
+    if shared and _distributed(process_count) and not _agreed_by_all(token):
+        # The hosts' caches differ (each host has its own): every process checks all it lacks,
+        # which gives the same verdicts, only later.
+        shared = False
+    if unchecked:
+        share = unchecked[process_index::process_count] if shared else unchecked
+        mine = _encode(inspect([files[i][0] for i in share]))
+        stats.checked = len(share)
+        shares = [mine]
+        if shared:
+            if _distributed(process_count):
+                stats.exchange = "allgather"
+                shares = _exchange_allgather(mine, -(-len(unchecked) // process_count))
+            else:
+                stats.exchange = "files"
+                shares = _exchange_files(cache, token, mine, process_index, process_count,
+                                         timeout)
+            stats.received = len(unchecked) - len(share)
+        for index, verdicts_of_share in enumerate(shares):
+            positions = unchecked[index::process_count] if shared else unchecked
+            for i, verdict in zip(positions, _decode(verdicts_of_share), strict=True):
+                verdicts[i] = verdict
+
+    current = {}
+    for (_, size, mtime), rel, (reason, tf_decodes, pixels) in zip(files, rels, verdicts):
+        if reason != "unreadable":
+            old = stored.get(rel)
+            if reason == "too_large" and old is not None and old[:2] == (size, mtime) and (
+                    REASONS[old[2]] is None):
+                current[rel] = old  # good, only larger than today's limit: keep it good
+            else:
+                current[rel] = (size, mtime, _CODE[reason], tf_decodes, pixels)
+    if current != stored:
+        try:
+            _save_manifest(cache / MANIFEST, current, os.fspath(root), checker)
+        except OSError as err:
+            warnings.warn(f"could not write the folder check's manifest in {cache} ({err}); "
+                          f"the next start checks the files again (set {CACHE_ENV} to a "
+                          f"writable folder)", stacklevel=4)
+    return verdicts, stats

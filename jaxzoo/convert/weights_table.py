@@ -14,6 +14,7 @@ import difflib
 import re
 from typing import Any
 
+from jaxzoo import imagenet
 from jaxzoo.convert._weights_table import MODELS, TORCHVISION_VERSION
 
 PREFIX = "torchvision"  # config.init_from="torchvision" or "torchvision:IMAGENET1K_V2"
@@ -67,9 +68,7 @@ class WeightsEntry:
 
     def class_names(self) -> list[str] | None:
         if self.classes == "imagenet":
-            from jaxzoo.predict import imagenet_class_names
-
-            return imagenet_class_names()
+            return list(imagenet.class_names())
         return None if self.classes is None else list(self.classes)
 
     def model_kwargs(self, aux_logits: bool | None = None, **overrides: Any) -> dict:

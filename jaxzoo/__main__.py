@@ -204,6 +204,8 @@ def cmd_export(args) -> int:
     from jaxzoo.predict import Predictor
 
     export.check_format(args.format)
+    if args.format != "torch":
+        export.require(args.format)  # before any weights are read or downloaded
     if args.workdir:
         if args.image_size:
             raise ValueError("a workdir's model is exported at the image size it was trained "

@@ -387,7 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="images/s of jaxzoo beside torchvision, same threads and batch")
     p.add_argument("--models", nargs="+", default=["resnet18", "resnet50", "resnext50_32x4d"])
-    p.add_argument("--mode", choices=["train", "infer", "both"], default="train")
+    p.add_argument("--mode", choices=["train", "plain", "infer", "both"], default="train",
+                   help="train: the trainer's step; plain: a user's own jitted step on "
+                        "create_model(name); infer: the predictor's forward; both: train and infer")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--size", type=int, default=None,
                    help="input side in pixels (default 128; 224 with --input)")

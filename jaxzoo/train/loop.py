@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from tqdm import tqdm
 
 from jaxzoo import runtime
+from jaxzoo import workdir as run_workdir
 from jaxzoo.models import create_model
 from jaxzoo.train import checkpoint, report
 from jaxzoo.train.preemption import StopRequest
@@ -240,7 +241,10 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
                          f"fewer than one batch of {config.batch_size}; lower --config.batch_size")
     total_steps = config.num_epochs * steps_per_epoch
 
-    os.makedirs(workdir, exist_ok=True)
+    # Before anything is written: a workdir that cannot be written, or that holds another run,
+    # is refused (every process checks, so all stop together).
+    run_workdir.check_writable(workdir)
+    run_workdir.check_identity(workdir, config, class_names)
     if is_main:
         report.write_run_files(workdir, config, class_names)
     skipped = getattr(data, "skipped", None)
@@ -254,9 +258,12 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
                              lowering=runtime.lowering_for(mesh.devices.flat, config.lowering),
                              **remat_kwargs(config), **config.model_kwargs)
     init_rng, state_rng = jax.random.split(jax.random.PRNGKey(config.seed))
-    manager = checkpoint.create_manager(workdir, config.checkpoints_to_keep)
+    manager = checkpoint.create_manager(workdir, config.checkpoints_to_keep, log=log)
     progress = checkpoint.latest_progress(manager)
     start_step = resume_step(progress, steps_per_epoch)
+    if start_step >= total_steps:  # nothing to restore for: read the newest whole to be sure
+        progress = checkpoint.verified_progress(manager, log=log)
+        start_step = resume_step(progress, steps_per_epoch)
     if start_step >= total_steps:
         best = progress["best_val_accuracy"]
         log(f"already trained for {progress['epoch']} epoch(s) in {workdir} (best val_accuracy "
@@ -268,7 +275,13 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
     init_from = "" if progress is not None else config.init_from
     variables = initial_variables(config, model, num_classes, init_rng, init_from, log=log)
     state = create_train_state(config, model, variables, steps_per_epoch, state_rng)
-    state, progress = checkpoint.restore_latest(manager, replicate(mesh, state))
+    state, progress = checkpoint.restore_latest(manager, replicate(mesh, state), log=log)
+    if progress is None and init_from != config.init_from:  # every checkpoint was damaged
+        variables = initial_variables(config, model, num_classes, init_rng, config.init_from,
+                                      log=log)
+        state = replicate(mesh, create_train_state(config, model, variables, steps_per_epoch,
+                                                   state_rng))
+    start_step = resume_step(progress, steps_per_epoch)  # older when the newest was damaged
 
     best, records, epoch_metrics = -math.inf, [], EpochMetrics()
     if progress is not None:

@@ -8,11 +8,29 @@ import os
 
 
 def write_run_files(workdir: str, config, class_names: list[str]) -> None:
-    """The resolved config and the class names (index -> name), what prediction reads back."""
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2) + "\n")
-    with open(os.path.join(workdir, "class_names.json"), "w") as f:
-        json.dump({str(i): name for i, name in enumerate(class_names)}, f, indent=2)
+    """The resolved config and the class names (index -> name), what prediction reads back, and
+    the run's identity (``jaxzoo.workdir``: recorded by the first run, checked by the later
+    ones before this is called). Each file is written beside and renamed into place, so a run
+    killed while writing leaves the previous one whole."""
+    from jaxzoo import workdir as run_workdir
+
+    _write_atomic(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2) + "\n")
+    _write_atomic(os.path.join(workdir, "class_names.json"), json.dumps(
+        {str(i): name for i, name in enumerate(class_names)}, indent=2))
+    run_workdir.write_identity(workdir, config, class_names)
+
+
+def _write_atomic(path: str, text: str) -> None:
+    """Write beside and rename; a file that already holds ``text`` is left as it is."""
+    try:
+        with open(path) as f:
+            if f.read() == text:
+                return
+    except (OSError, UnicodeDecodeError):
+        pass
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
 
 
 def epoch_line(record: dict, nonfinite_steps: list[int]) -> str:

@@ -186,3 +186,28 @@ def test_a_process_whose_partner_never_checks_gets_a_clear_error(tmp_path, cache
         manifest.check_folder(str(root), files, lambda paths: [(None, True, 1)] * len(paths),
                               checker="test", max_pixels=10**6, process_index=0,
                               process_count=2, timeout=1)
+
+
+def test_a_file_that_goes_bad_after_the_check_is_replaced_and_the_epoch_keeps_its_steps(tmp_path):
+    root = _tree(tmp_path / "photos", per_class=12)
+    data = _load(root, global_batch_size=4, eval_batch_size=4, augment=True)
+    steps, val_steps = data.steps_per_epoch, data.val_steps
+    clean = [b["label"] for b in data.train_batches(0)]
+    assert len(clean) == steps == 4
+    train_paths, val_paths = _paths(data), _paths(data, "val")
+    with open(train_paths[0], "r+b") as f:  # overwritten in place: garbage after the header
+        f.seek(30)
+        f.write(b"\0garbage" * 40)
+    os.remove(train_paths[1])
+    os.remove(val_paths[0])
+    with pytest.warns(UserWarning, match="could not be read .*takes its place") as caught:
+        damaged = list(data.train_batches(0))
+        val = list(data.val_batches())
+    assert len(damaged) == steps  # no exception, no step lost
+    assert all(b["image"].shape == (4, 8, 8, 3) for b in damaged)
+    replaced = [str(w.message) for w in caught if "could not be read" in str(w.message)]
+    assert len([m for m in replaced if "first example" in m]) == 2, replaced
+    assert len([m for m in replaced if "padding" in m]) == 1, replaced
+    assert len(val) == val_steps and sum(int(b["mask"].sum()) for b in val) == data.num_val - 1
+    # The run goes on from a later step as well.
+    assert len(list(data.train_batches(0, start_step=1))) == steps - 1

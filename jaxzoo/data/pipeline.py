@@ -24,7 +24,7 @@ import numpy as np
 
 from jaxzoo import imagenet
 from jaxzoo.data._tf import tf
-from jaxzoo.data import folder, tfds_source
+from jaxzoo.data import folder, replace, tfds_source
 from jaxzoo.data.source import Source, Window, crop, decode_window
 
 EVAL_CROP_FRACTION = 0.875
@@ -247,7 +247,9 @@ class Datasets:
 
         ds = self._source.train(_seed(self.seed, epoch, self.process_index, 0))
         ds = ds.take(self.steps_per_epoch * batch).enumerate().skip(start_step * batch)
-        ds = ds.map(_plain_tf(preprocess), num_parallel_calls=tf.data.AUTOTUNE)
+        # An image that fails to read is replaced: every process keeps the epoch's steps.
+        ds = replace.map_keeping_count(ds, _plain_tf(preprocess),
+                                       (self.steps_per_epoch - start_step) * batch)
         return _numpy_batches(ds, batch)
 
     def val_batches(self):
@@ -275,7 +277,10 @@ class Datasets:
         padding = tf.data.Dataset.from_tensors({
             "image": tf.zeros([size, size, self.channels], self.image_dtype), "label": tf.constant(0, tf.int32),
             "mask": tf.constant(False)}).repeat()
-        ds = examples.map(_plain_tf(preprocess), num_parallel_calls=tf.data.AUTOTUNE)
+        # An image that fails to read becomes padding (not counted), with a warning.
+        ds = replace.map_keeping_count(examples, _plain_tf(preprocess),
+                                       int(examples.cardinality()), padding,
+                                       what="padding, not counted in the evaluation,")
         ds = ds.concatenate(padding).take(steps * batch)
         return _numpy_batches(ds, batch)
 

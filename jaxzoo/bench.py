@@ -5,9 +5,11 @@ Both run in one process on the same batch, resolution and number of threads. Eac
 the table reports the median over repeats and the ratio jaxzoo/torch of those medians.
 
 Train mode times the step ``train.py`` runs (``jaxzoo.train.recipe.build_training`` with the
-model's config: Adam, its auxiliary-loss weights; the state donated) beside one torch Adam step with the
-same loss; torch runs channels_last by default (the faster layout for torch's CPU convs here;
-``--torch-format``). Infer mode times the predictor's forward (``Predictor.forward``: the
+model's config: Adam, its auxiliary-loss weights; the state donated) beside one torch Adam step
+with the same loss; torch runs channels_last by default (the faster layout for torch's CPU convs
+here; ``--torch-format``). Plain mode times the step a user writes for a plain
+``jaxzoo.create_model(name)`` (``plain_train_step``: jit, donated state, optax Adam) beside the
+same torch step: what a model built the default way gets. Infer mode times the predictor's forward (``Predictor.forward``: the
 eval-mode logits and their softmax) beside torch's eval-mode forward under ``inference_mode``.
 
 Threads: torch gets ``torch.set_num_threads(T)``. XLA:CPU sizes its thread pool from the CPUs the
@@ -85,6 +87,7 @@ class JaxRunner:
     def __init__(self, name: str, mode: str, batch: int, size: int, dtype: str,
                  lowering: str = "auto", seed: int = 0, remat: str = "none"):
         import jax
+        import optax
 
         from jaxzoo import runtime
         from jaxzoo.models import create_model
@@ -112,7 +115,18 @@ class JaxRunner:
                 variables=init_variables(model, size, jax.random.PRNGKey(seed)))
             self.state = training.state
             self.batch = shard_batch(mesh, {"image": images, "label": labels})
-            fn = training.train_step
+            fn, self.model = training.train_step, training.model
+            args = (self.state, self.batch)
+        elif mode == "plain":
+            # A user's own step on a plain ``jaxzoo.create_model(name)``: optax Adam, the
+            # state donated, nothing of the trainer's.
+            model = create_model(name, num_classes=1000, dtype=dtype, **config.model_kwargs)
+            variables = init_variables(model, size, jax.random.PRNGKey(seed))
+            tx = optax.adam(3e-4)
+            self.state = (variables["params"], variables.get("batch_stats", {}),
+                          tx.init(variables["params"]))
+            self.batch = (jax.device_put(images), jax.device_put(labels))
+            fn, self.model = plain_train_step(model, tx), model
             args = (self.state, self.batch)
         else:
             from jaxzoo.predict import Predictor
@@ -142,11 +156,37 @@ class JaxRunner:
             return None
 
     def step(self) -> None:
-        if self.mode == "train":
+        if self.mode in ("train", "plain"):
             self.state, self.metrics = self.compiled(self.state, self.batch)
             self.metrics["loss"].block_until_ready()
         else:
             self.jax.block_until_ready(self.compiled(self.state, self.x))
+
+
+def plain_train_step(model, tx):
+    """``step((params, batch_stats, opt_state), (images, labels)) -> (state, {"loss": ...})``:
+    the train step a user writes for a flax model (``jax.jit``, the state donated, the main
+    logits' cross-entropy), to time ``create_model``'s default beside the trainer's step."""
+    import jax
+    import optax
+
+    def step(state, batch):
+        params, batch_stats, opt_state = state
+        images, labels = batch
+
+        def loss_fn(params):
+            outputs, updates = model.apply({"params": params, "batch_stats": batch_stats}, images,
+                                           train=True, mutable=["batch_stats"],
+                                           rngs={"dropout": jax.random.PRNGKey(0)})
+            logits = outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+            return loss, updates.get("batch_stats", batch_stats)
+
+        (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), batch_stats, opt_state), {"loss": loss}
+
+    return jax.jit(step, donate_argnums=(0,))
 
 
 def torch_device() -> str:
@@ -178,7 +218,7 @@ class TorchRunner:
         self.x = torch.randn(batch, 3, size, size, generator=gen).to(device, memory_format=fmt)
         self.y = torch.randint(0, 1000, (batch,), generator=gen).to(device)
         self.autocast = dtype == "bfloat16"
-        if mode == "train":
+        if mode in ("train", "plain"):
             self.model.train()
             self.opt = torch.optim.Adam(self.model.parameters(), lr=3e-4)
         else:
@@ -198,7 +238,7 @@ class TorchRunner:
     def step(self) -> None:
         torch = self.torch
         with torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.autocast):
-            if self.mode == "train":
+            if self.mode in ("train", "plain"):
                 self.opt.zero_grad(set_to_none=True)
                 self._loss(self.model(self.x)).backward()
                 self.opt.step()

@@ -25,6 +25,23 @@ def test_train_runner_times_the_step_train_py_builds_from_the_model_config():
     assert bool(runner.metrics["finite"])
 
 
+@pytest.mark.slow
+def test_plain_runner_trains_a_default_create_model_with_the_trainers_lowering():
+    """``--mode plain``: a user's own jitted step on ``create_model(name)``, which gets the
+    lowering the trainer picks for these devices; the donated state moves and the loss falls on
+    a repeated batch."""
+    plain = bench.JaxRunner("inception10", "plain", batch=4, size=16, dtype="float32")
+    trainer = bench.JaxRunner("inception10", "train", batch=4, size=16, dtype="float32")
+    assert plain.model.lowering == trainer.model.lowering == "cpu"
+    losses = []
+    for _ in range(4):
+        plain.step()
+        losses.append(float(plain.metrics["loss"]))
+    assert losses[-1] < losses[0]
+    params, batch_stats, opt_state = plain.state
+    assert int(opt_state[0].count) == 5  # the compile-time warm-up step and four more
+
+
 def test_aux_loss_weights_come_from_the_model_config():
     config = bench.train_config("googlenet", batch=4, dtype="float32")
     assert tuple(config.aux_loss_weights) == (0.3, 0.3) and config.batch_size == 4

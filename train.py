@@ -56,6 +56,8 @@ flags.DEFINE_string("config", None, "NAME[:PRESET]: a registered model (`python 
                     "NAME:WEIGHTS for torchvision's recipe (`python -m jaxzoo recipe`). Override "
                     "any field with --config.KEY=VALUE")
 flags.DEFINE_string("workdir", None, "where checkpoints, metrics and curves go (default runs/NAME)")
+flags.DEFINE_bool("restart", False, "start over in a workdir that holds another run: the old run "
+                  "is moved aside to WORKDIR.old-<time> (nothing is deleted)")
 flags.DEFINE_bool("distributed", False, "multi-process: call jax.distributed.initialize() (also "
                   "done when JAX_COORDINATOR_ADDRESS is set)")
 
@@ -96,17 +98,34 @@ def _user_errors() -> tuple:
 
     data = sys.modules.get("jaxzoo.data")  # imported (with TensorFlow) only when data is loaded
     return (TrainingDiverged, ValueError, FileNotFoundError, NotADirectoryError,
+            IsADirectoryError, PermissionError, FileExistsError,
             *((data.DatasetUnavailable,) if data else ()))
 
 
-def run(config, workdir: str, command: str | None = None, **kwargs) -> int:
+def run(config, workdir: str, command: str | None = None, restart: bool = False,
+        **kwargs) -> int:
     """Train (``jaxzoo.train.train_and_evaluate(config, workdir, **kwargs)``) and report how it
-    ended; returns the exit status. ``command`` is what to run again to resume."""
+    ended; returns the exit status. ``command`` is what to run again to resume; ``restart``
+    first moves a run already in ``workdir`` aside (``jaxzoo.workdir.move_aside``)."""
     import jax
 
     from jaxzoo.train import TrainingInterrupted, train_and_evaluate
 
     is_main = jax.process_index() == 0
+    if restart:
+        from jaxzoo import workdir as run_workdir
+
+        try:
+            moved = run_workdir.move_aside(workdir) if is_main else None
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            return 1
+        if jax.process_count() > 1:  # the others start once the old run is out of the way
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("jaxzoo_restart")
+        if moved:
+            print(f"moved the previous run in {workdir} to {moved}", flush=True)
     if is_main:
         print(f"training {config.model} on {config.dataset} with {jax.device_count()} "
               f"{jax.devices()[0].platform} device(s) in {jax.process_count()} process(es); "
@@ -141,7 +160,7 @@ def main(argv, config, config_name, command):
     if cache:
         jax.config.update("jax_compilation_cache_dir", cache)
     workdir = flags.FLAGS.workdir or os.path.join("runs", config_name)
-    return run(config, workdir, command)
+    return run(config, workdir, command, restart=flags.FLAGS.restart)
 
 
 if __name__ == "__main__":

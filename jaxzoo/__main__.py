@@ -156,10 +156,12 @@ def cmd_predict(args) -> int:
     for result in predictor.predict_files(args.images, top_k=args.top_k):
         if isinstance(result, UnreadableImage):
             skipped.append(result)
-            print(f"skipped {result.path}: {result.reason}", file=sys.stderr, flush=True)
+            print(f"skipped {printable(result.path)}: {printable(result.reason)}",
+                  file=sys.stderr, flush=True)
             continue
         predicted += 1
-        print(json.dumps(result.to_json()) if args.json else f"{result.path}  {result}",
+        print(json.dumps(result.to_json()) if args.json else
+              f"{printable(result.path)}  {printable(str(result))}",
               flush=True)
     if skipped:
         print(f"{len(skipped)} file(s) could not be read and were skipped", file=sys.stderr)
@@ -168,6 +170,14 @@ def cmd_predict(args) -> int:
               f" (no image files in {' '.join(args.images)})"), file=sys.stderr)
         return 1
     return 0
+
+
+def printable(text: str) -> str:
+    """``text`` with its control and line-separating characters escaped (``\\n``, ``\\x1b``,
+    ``\\u2028``), so that a file or class name cannot start a line of its own or move the
+    cursor in plain output; everything else (accents, CJK, spaces) is left as it is."""
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode()
+                   for c in str(text))
 
 
 def _is_weights_name(value: str) -> bool:
@@ -420,8 +430,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
+            IsADirectoryError, PermissionError, ImportError) as e:
+        print(f"error: {printable(e)}", file=sys.stderr)
         return 2
 
 

@@ -104,6 +104,10 @@ def evaluate(workdir: str | None, dataset: str | None = None, split: str = "val"
             raise ValueError("say which dataset to evaluate these weights on: --dataset NAME "
                              "(e.g. imagenet2012, or folder:PATH with one folder per class)")
         os.makedirs(out, exist_ok=True)
+    if not os.access(out, os.W_OK):  # before the images are read, not after
+        raise ValueError(f"cannot write the evaluation (evaluation_*.json, confusion_*.png) into "
+                         f"{out}: it is not writable. Make it writable, or evaluate a copy of "
+                         f"the workdir")
     dataset = dataset or trained_on
     batch_size = batch_size or config.get("eval_batch_size") or config.get("batch_size") or 32
     data = get_datasets(dataset, image_size=predictor.image_size, global_batch_size=1,

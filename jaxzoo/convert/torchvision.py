@@ -137,10 +137,17 @@ def _read_file(path: str):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        # torch's weights-only loader advises retrying with weights_only=False, which would run
+        # whatever code the file holds; its own reason follows "WeightsUnpickler error:".
+        reason = re.search(r"WeightsUnpickler error:\s*(.*?)\s*(?:Check the documentation|$)",
+                           str(e), re.S)
+        what = (f"torch's weights-only loader refused it: {' '.join(reason[1].split())}"
+                if reason else f"{type(e).__name__}: {lines[0] if lines else ''}")
         raise ValueError(
-            f"could not read {path} as a PyTorch state dict ({type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''}). The file may be truncated or "
-            f"not a torch.save() file: download or save it again.") from e
+            f"could not read {path} as a PyTorch state dict ({what}). The file may be "
+            f"truncated, damaged or not a torch.save() file of tensors: download or save it "
+            f"again.") from None
 
 
 def _head_num_classes(spec, tensors: Mapping[str, np.ndarray], layout: str) -> int | None:

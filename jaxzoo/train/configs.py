@@ -6,7 +6,6 @@ config file works too. Overrides ``KEY=VALUE`` are parsed and checked here, once
 from __future__ import annotations
 
 import ast
-import dataclasses
 import difflib
 import importlib
 import importlib.resources
@@ -94,19 +93,13 @@ def check_override(config, key: str) -> None:
         node, walked = node[part], [*walked, part]
 
 
-# Model fields that the config sets itself (num_classes from the data, dtype from config.dtype,
-# ...), not through model_kwargs.
-_NOT_MODEL_KWARGS = ("parent", "name", "num_classes", "dtype", "bn_axis_name", "lowering",
-                     "remat")
-
-
 def model_kwargs_fields(model: str) -> list[str]:
     """The fields of ``model`` that ``config.model_kwargs`` may set (``in_channels``,
-    ``transform_input``, ``dropout``, ...)."""
-    from jaxzoo.models import create_model
+    ``transform_input``, ``dropout``, ...): the model's options (``registry.model_options``)
+    but ``remat``, which ``config.remat`` sets."""
+    from jaxzoo.models.registry import model_options
 
-    return sorted(f.name for f in dataclasses.fields(type(create_model(model)))
-                  if f.name not in _NOT_MODEL_KWARGS)
+    return [f for f in model_options(model) if f != "remat"]
 
 
 def model_kwargs_override(config, key: str, value: str) -> tuple[str, object]:
@@ -174,3 +167,72 @@ def apply_overrides(config, overrides, flag: str = "--config."):
         except (TypeError, ValueError) as e:  # ConfigDict refuses a value of another type
             raise ValueError(f"{flag}{item}: {e}") from None
     return config
+
+
+# ------------------------------------------------------------------ validation
+
+# (field, rule, test): the numeric fields a run checks before it starts. A field the config
+# does not have is not checked (configs written before it existed).
+_POSITIVE, _NON_NEGATIVE, _AT_LEAST_1 = "must be > 0", "must be >= 0", "must be at least 1"
+_RANGES = (
+    ("learning_rate", _POSITIVE, lambda v: v > 0),
+    ("num_epochs", _AT_LEAST_1, lambda v: v >= 1),
+    ("batch_size", _AT_LEAST_1, lambda v: v >= 1),
+    ("eval_batch_size", "must be >= 0 (0: batch_size)", lambda v: v >= 0),
+    ("image_size", _AT_LEAST_1, lambda v: v >= 1),
+    ("warmup_epochs", _NON_NEGATIVE, lambda v: v >= 0),
+    ("weight_decay", _NON_NEGATIVE, lambda v: v >= 0),
+    ("norm_weight_decay", "must be None or >= 0", lambda v: v is None or v >= 0),
+    ("bias_weight_decay", "must be None or >= 0", lambda v: v is None or v >= 0),
+    ("label_smoothing", "must be in [0, 1)", lambda v: 0 <= v < 1),
+    ("val_fraction", "must be in [0, 1)", lambda v: 0 <= v < 1),
+    ("grad_clip_norm", "must be >= 0 (0: no clipping)", lambda v: v >= 0),
+    ("momentum", _NON_NEGATIVE, lambda v: v >= 0),
+    ("lr_gamma", _POSITIVE, lambda v: v > 0),
+    ("lr_min", _NON_NEGATIVE, lambda v: v >= 0),
+    ("mixup_alpha", "must be >= 0 (0: no MixUp)", lambda v: v >= 0),
+    ("cutmix_alpha", "must be >= 0 (0: no CutMix)", lambda v: v >= 0),
+    ("model_ema_steps", _AT_LEAST_1, lambda v: v >= 1),
+    ("model_ema_decay", "must be in [0, 1)", lambda v: 0 <= v < 1),
+    ("checkpoints_to_keep", _AT_LEAST_1, lambda v: v >= 1),
+    ("checkpoint_every_steps", "must be >= 0 (0: at epoch ends only)", lambda v: v >= 0),
+    ("profile_steps", "must be >= 0 (0: no profile)", lambda v: v >= 0),
+    ("max_image_pixels", _AT_LEAST_1, lambda v: v >= 1),
+)
+_CHOICES = {"dtype": ("float32", "bfloat16"), "trainable": ("all", "head"),
+            "remat": ("none", "blocks", "blocks_full"), "lowering": ("auto", "xla", "cpu")}
+
+
+def validate(config) -> None:
+    """Every field a run reads, checked before anything starts: ``ValueError`` with one line
+    naming the field, its value and what it must be."""
+    import math
+    import numbers
+
+    from jaxzoo.train.optim import check_optimizer_config
+
+    for field, rule, ok in _RANGES:
+        if field not in config:
+            continue
+        value = config[field]
+        number = value is None or (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                                   and math.isfinite(value))
+        if not number or not ok(value):
+            raise ValueError(f"config.{field}={value!r} {rule}")
+    for field, allowed in _CHOICES.items():
+        if field in config and config[field] not in allowed:
+            close = difflib.get_close_matches(str(config[field]).lower(), allowed, n=1)
+            hint = f" Did you mean --config.{field}={close[0]}?" if close else ""
+            raise ValueError(f"config.{field}={config[field]!r} is not one of "
+                             f"{', '.join(allowed)}.{hint}")
+    check_optimizer_config(config)
+    if "aux_loss_weights" in config and any(
+            not isinstance(w, numbers.Real) or w < 0 for w in config.aux_loss_weights):
+        raise ValueError(f"config.aux_loss_weights={tuple(config.aux_loss_weights)!r}: each "
+                         f"weight must be a number >= 0")
+    crop = tuple(config.get("crop_scale", ()) or ())
+    if crop and not (len(crop) == 2 and 0 < crop[0] <= crop[1] <= 1):
+        raise ValueError(f"config.crop_scale={crop!r} must be () (the dataset's default) or "
+                         f"(low, high) with 0 < low <= high <= 1, as RandomResizedCrop's scale")
+    if not isinstance(config.get("dataset", ""), str) or not config.get("dataset"):
+        raise ValueError("config.dataset is empty: name a TFDS dataset, folder:PATH or shapes")

@@ -40,19 +40,19 @@ class TrainingInterrupted(Exception):
 
 
 def check_config(config, device_count: int, process_count: int) -> None:
-    """The errors a config can have before any data is read, each saying what to do."""
+    """The errors a config can have before any data is read, each saying what to do: every
+    field's range and choices (``configs.validate``), then the batches over the devices."""
+    from jaxzoo.train import configs
+
+    configs.validate(config)
     for field in ("batch_size", "eval_batch_size"):
         size = config[field] or config.batch_size
-        if size <= 0 or size % device_count or size % process_count:
+        if size % device_count or size % process_count:
             raise ValueError(
                 f"config.{field}={size} is not divisible by the {device_count} devices "
                 f"({process_count} process(es)): the global batch is split evenly over devices. "
                 f"Use a multiple of {device_count}, e.g. --config.{field}="
                 f"{max(device_count, size // device_count * device_count)}")
-    if config.trainable not in ("all", "head"):
-        raise ValueError(f'config.trainable must be "all" or "head", got {config.trainable!r}')
-    if config.dtype not in ("float32", "bfloat16"):
-        raise ValueError(f'config.dtype must be "float32" or "bfloat16", got {config.dtype!r}')
 
 
 def remat_kwargs(config) -> dict:

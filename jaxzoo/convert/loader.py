@@ -20,6 +20,7 @@ them from there without torch.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import sys
@@ -37,9 +38,8 @@ from jaxzoo.convert.torchvision import (LoadReport, _head_num_classes, fit_varia
                                         load_state_dict, torch_key)
 from jaxzoo.convert.weights_table import (MODELS, WeightsEntry, is_pretrained_spec, list_weights,
                                           parse_weights, weights_entry)
+from jaxzoo.models.layers import BUILD_FIELDS  # how it runs, not the weights' network
 from jaxzoo.models.registry import create_model, get_spec, init_variables
-
-_BUILD_ONLY = ("dtype", "lowering", "bn_axis_name")  # create_model arguments, not the weights'
 
 
 @dataclasses.dataclass
@@ -83,31 +83,84 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+SOURCE_JSON = "source.json"  # beside model.json in a converted-cache entry: the file it came from
+
+
+def source_record(path: str, entry: WeightsEntry) -> dict:
+    """What a conversion came from: the file's path, size, modification time and sha256, and
+    whether that sha256 starts with the prefix torchvision publishes for ``entry`` (the one in
+    its file name, torch.hub's ``check_hash`` rule)."""
+    import hashlib
+
+    sha256 = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha256.update(chunk)
+    digest, stat = sha256.hexdigest(), os.stat(path)
+    published = entry.sha256_prefix or hub.hash_prefix(entry.file_name)
+    return {"path": os.path.abspath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            "sha256": digest, "published_prefix": published,
+            "verified": bool(published) and digest.startswith(published)}
+
+
+def _source_unchanged(record: dict, path: str) -> bool:
+    """Whether ``path`` is still the file ``record`` describes (same place, size and time)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return False
+    return (record.get("path") == os.path.abspath(path) and record.get("size") == stat.st_size
+            and record.get("mtime_ns") == stat.st_mtime_ns)
+
+
 def _read_converted(entry: WeightsEntry) -> dict | None:
-    """The cached converted variables of ``entry`` keyed by torch name, or None."""
+    """The cached converted variables of ``entry`` keyed by torch name, or None when there are
+    none or they may not be used: the file they were converted from (torch's cache) has changed
+    since, or it is gone and its hash was not torchvision's published one when it was converted
+    (or was never recorded)."""
     directory = converted_dir(entry)
     if not weights_dir.is_weights_dir(directory):
         return None
     try:
         variables, meta = weights_dir.load_weights(directory)
+        with open(os.path.join(directory, SOURCE_JSON)) as f:
+            record = json.load(f)
+    except FileNotFoundError:  # converted before sources were recorded: convert again
+        record, variables, meta = None, None, {}
     except Exception as e:  # a damaged cache is converted again, not an error
         _say(f"ignoring the unreadable converted weights in {directory} ({type(e).__name__}: {e})")
         return None
-    if meta.get("model") != entry.model or meta.get("source") != entry.url:
+    if record is None or meta.get("model") != entry.model or meta.get("source") != entry.url:
         return None
+    path = hub.cached_file(entry.url, entry.file_name)
+    if os.path.exists(path):
+        if not _source_unchanged(record, path):
+            _say(f"{path} is not the file the converted weights in {directory} were made from "
+                 f"(it was {record.get('size')} bytes, sha256 {record.get('sha256', '')[:12]}...); "
+                 f"converting it again")
+            return None
+    elif not record.get("verified"):
+        return None  # the source is gone and was never checked: fetch it again
     return _by_torch_key(entry.model, variables)
 
 
-def _write_converted(entry: WeightsEntry, variables: dict, model_kwargs: dict) -> None:
-    """Keep the converted variables (written beside, renamed when complete); a cache that cannot
-    be written costs only speed."""
+def _write_converted(entry: WeightsEntry, variables: dict, model_kwargs: dict,
+                     record: dict) -> None:
+    """Keep the converted variables and what they came from (``source.json``), written beside
+    and renamed when complete, over a stale entry; a cache that cannot be written costs only
+    speed."""
     directory = converted_dir(entry)
     partial = f"{directory}.{uuid.uuid4().hex}.partial"
+    stale = f"{directory}.{uuid.uuid4().hex}.stale"
     try:
         weights_dir.save_weights(partial, entry.model, variables, num_classes=entry.num_classes,
                                  model_kwargs=model_kwargs, class_names=entry.class_names(),
                                  source=entry.url)
+        with open(os.path.join(partial, SOURCE_JSON), "w") as f:
+            json.dump(record, f, indent=2)
         try:
+            if os.path.exists(directory):  # made from another file, or before sources were kept
+                os.rename(directory, stale)
             os.rename(partial, directory)
         except OSError:  # another process cached it first
             pass
@@ -118,26 +171,35 @@ def _write_converted(entry: WeightsEntry, variables: dict, model_kwargs: dict) -
         _say(f"could not cache the converted weights in {directory} ({type(e).__name__}: {e}); "
              f"set JAXZOO_WEIGHTS_CACHE to a writable folder to skip the conversion next time")
     finally:
-        if os.path.exists(partial):
-            shutil.rmtree(partial, ignore_errors=True)
+        for leftover in (partial, stale):
+            if os.path.exists(leftover):
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def pretrained_tensors(entry: WeightsEntry, progress: bool = True) -> tuple[dict, str]:
     """torchvision's weights of ``entry`` as ``{torch key: array in flax's layout}`` and the path
     they came from: the converted cache, else the file (torch's cache or downloaded), converted
-    once into the full network the file holds and cached."""
+    once into the full network the file holds and cached with a record of the file."""
     cached = _read_converted(entry)
     if cached is not None:
         return cached, converted_dir(entry)
     get_spec(entry.model)  # an unregistered model fails here, before any download
     path = hub.fetch(entry.url, entry.file_name, progress=progress,
                      what=f"torchvision's {entry.model} weights ({entry.name})")
+    record = source_record(path, entry)
+    if record["published_prefix"] and not record["verified"]:
+        # torch.hub checks the hash only when it downloads; a file found in its cache is used
+        # as it is, by torchvision too. Said here, and never served once the file is gone.
+        _say(f"note: {path} is not the file torchvision publishes for "
+             f"{entry.enum}.{entry.name}: its sha256 "
+             f"is {record['sha256'][:16]}..., its name says {record['published_prefix']}...; "
+             f"using it as torchvision would")
     state = load_state_dict(path)
     full_kwargs = entry.model_kwargs(aux_logits=True if entry.aux_modules else None)
     model = create_model(entry.model, num_classes=entry.num_classes, **full_kwargs)
     variables, _ = fit_variables(entry.model, model, state, what=f"the file {path}")
     variables = jax.tree.map(np.asarray, variables)
-    _write_converted(entry, variables, full_kwargs)
+    _write_converted(entry, variables, full_kwargs, record)
     return _by_torch_key(entry.model, variables), path
 
 
@@ -224,7 +286,7 @@ def load(name: str, source: Any, *, num_classes: int | None = None, model=None,
     if checkpoint_classes is not None and num_classes != checkpoint_classes:
         class_names = None
     return Loaded(name=name, variables=dict(variables), report=report, model=model,
-                  model_kwargs={k: v for k, v in model_kwargs.items() if k not in _BUILD_ONLY},
+                  model_kwargs={k: v for k, v in model_kwargs.items() if k not in BUILD_FIELDS},
                   num_classes=num_classes, class_names=class_names, source=description,
                   path=path, weights=entry, notes=notes)
 

@@ -11,7 +11,6 @@ weights ``kaiming_uniform_(a=sqrt(5))`` and biases ``U(-1/sqrt(fan_in), 1/sqrt(f
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -34,12 +33,7 @@ class AlexNet(layers.ZooModel):
     ``features``). AlexNet has no BatchNorm; ``bn_axis_name`` is accepted like every model's.
     """
 
-    num_classes: int = 1000
     dropout: float = 0.5
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
-    lowering: str = "xla"
-    in_channels: int = 3
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):

@@ -80,15 +80,10 @@ class ConvNeXt(layers.ZooModel):
     and unused.
     """
 
-    num_classes: int = 1000
     block_setting: Sequence[tuple[int, int | None, int]] = (
         (96, 192, 3), (192, 384, 3), (384, 768, 9), (768, None, 3))
     stochastic_depth_prob: float = 0.1
     layer_scale: float = 1e-6
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
-    lowering: str = "xla"
-    in_channels: int = 3
     arch: str = "convnext"
     min_size: int = 32
 

@@ -148,11 +148,6 @@ class DenseNet(layers.ZooModel):
     bn_size: int = 4
     drop_rate: float = 0.0
     memory_efficient: bool = False
-    num_classes: int = 1000
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
-    lowering: str = "xla"
-    in_channels: int = 3
     arch: str = "densenet"
 
     @nn.compact

@@ -196,13 +196,8 @@ class EfficientNet(layers.ZooModel):
     """
 
     arch: str = "efficientnet_b0"
-    num_classes: int = 1000
     dropout: float | None = None
     stochastic_depth_prob: float = 0.2
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
-    lowering: str = "xla"
-    in_channels: int = 3
     min_size: int = 32
 
     @nn.compact

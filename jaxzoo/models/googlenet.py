@@ -132,15 +132,10 @@ class GoogLeNet(layers.ZooModel):
     8, 16 and 32.
     """
 
-    num_classes: int = 1000
     aux_logits: bool = True
     transform_input: bool = False
     dropout: float = 0.2
     dropout_aux: float = 0.7
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
-    lowering: str = "xla"
-    in_channels: int = 3
     remat: str = "none"
 
     @nn.compact

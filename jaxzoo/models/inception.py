@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -173,14 +172,9 @@ class Inception3(layers.ZooModel):
     8, 16 and 32 (timm's ``inception_v3`` feature maps from stride 4 on).
     """
 
-    num_classes: int = 1000
     aux_logits: bool = True
     transform_input: bool = False
     dropout: float = 0.5
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
-    lowering: str = "xla"
-    in_channels: int = 3
     remat: str = "none"
 
     @nn.compact

@@ -21,6 +21,7 @@ returns logits; the tutorial's softmax belongs in the loss.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -81,13 +82,9 @@ class Inception10(layers.ZooModel):
     2, 4, ... (one per block pair).
     """
 
-    num_classes: int = 10
+    num_classes: int = dataclasses.field(default=10, kw_only=True)  # CIFAR-10's classes
     num_blocks: int = 2
     init_ch: int = 16
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
-    lowering: str = "xla"
-    in_channels: int = 3
 
     @property
     def min_size(self) -> int:

@@ -14,6 +14,7 @@ converter keeps them as they are (``dotted_indices=False``): ``incep1.branch5x5_
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -77,11 +78,9 @@ class InceptionMNIST(layers.ZooModel):
     (stride 4, 88 channels).
     """
 
-    num_classes: int = 10
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None  # no BatchNorm here; accepted like every model's
-    lowering: str = "xla"
-    in_channels: int = 1
+    # MNIST's ten digits, gray images.
+    num_classes: int = dataclasses.field(default=10, kw_only=True)
+    in_channels: int = dataclasses.field(default=1, kw_only=True)
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):

@@ -13,6 +13,7 @@ unbiased one, torchvision's initializers.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -347,8 +348,24 @@ OUTPUTS = ("logits", "features", "feature_maps")
 
 
 class ZooModel(nn.Module):
-    """Base class of the registered models: the contract's ``features`` and ``feature_maps``
-    methods, ``__call__`` with that ``output``. Each model's docstring says what they return."""
+    """Base class of the registered models: the contract's fields (ARCHITECTURE.md, "The model
+    contract") and its ``features`` and ``feature_maps`` methods, ``__call__`` with that
+    ``output``. Each model's docstring says what they return.
+
+    The fields are keyword-only, so a family adds its own (positional or not) after them, and a
+    family whose default differs redeclares just that field, keyword-only too
+    (``num_classes: int = dataclasses.field(default=10, kw_only=True)``). A model without
+    BatchNorm accepts ``bn_axis_name`` all the same: the trainer passes it to every model.
+    """
+
+    num_classes: int = dataclasses.field(default=1000, kw_only=True)
+    # The compute dtype (the module docstring's policy); parameters are float32 whatever it is.
+    dtype: Dtype = dataclasses.field(default=jnp.float32, kw_only=True)
+    # The mapped axis BatchNorm averages its batch statistics over under shard_map (None: none).
+    bn_axis_name: str | None = dataclasses.field(default=None, kw_only=True)
+    # "xla" or "cpu": how convolutions and max-pool gradients lower (jaxzoo.models.lowering).
+    lowering: str = dataclasses.field(default="xla", kw_only=True)
+    in_channels: int = dataclasses.field(default=3, kw_only=True)  # 1 for grayscale
 
     def features(self, x: jax.Array, train: bool = False) -> jax.Array:
         """Pooled features before the classifier, (N, C)."""
@@ -357,6 +374,17 @@ class ZooModel(nn.Module):
     def feature_maps(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
         """The feature maps at the strides the registry records (``feature_strides``)."""
         return self(x, train, output="feature_maps")
+
+
+# The contract's fields (ZooModel's), and those of them that are options of the network itself:
+# a config's ``model_kwargs`` may set them and converted weights record them.
+CONTRACT_FIELDS = tuple(f.name for f in dataclasses.fields(ZooModel)
+                        if f.name not in ("parent", "name"))  # flax's own
+NETWORK_FIELDS = ("in_channels",)
+# The rest say how a model is built and run rather than which network it is: create_model's own
+# arguments (num_classes, dtype, lowering) and the trainer's mesh axis. A config's model_kwargs
+# never sets them, and converted weights do not keep them among their model_kwargs.
+BUILD_FIELDS = tuple(f for f in CONTRACT_FIELDS if f not in NETWORK_FIELDS)
 
 
 def check_input(x: jax.Array, model_name: str, min_size: int, in_channels: int = 3,

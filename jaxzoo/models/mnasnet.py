@@ -92,13 +92,8 @@ class MNASNet(layers.ZooModel):
     last conv (stride 32).
     """
 
-    num_classes: int = 1000
     alpha: float = 1.0
     dropout: float = 0.2
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
-    lowering: str = "xla"
-    in_channels: int = 3
     arch: str = "mnasnet"
     min_size: int = 32
 

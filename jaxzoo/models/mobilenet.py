@@ -79,13 +79,8 @@ class MobileNetV1(layers.ZooModel):
     16 and 32.
     """
 
-    num_classes: int = 1000
     alpha: float = 1.0
     min_depth: int = 8
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
-    lowering: str = "xla"
-    in_channels: int = 3
     remat: str = "none"
     min_size: int = 32
 
@@ -167,15 +162,10 @@ class MobileNetV2(layers.ZooModel):
     ``feature_maps``: the output of the last layer of ``features`` at strides 4, 8, 16 and 32.
     """
 
-    num_classes: int = 1000
     width_mult: float = 1.0
     inverted_residual_setting: Sequence[Sequence[int]] | None = None
     round_nearest: int = 8
     dropout: float = 0.2
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
-    lowering: str = "xla"
-    in_channels: int = 3
     remat: str = "none"
     min_size: int = 32
 
@@ -323,15 +313,10 @@ class MobileNetV3(layers.ZooModel):
     """
 
     arch: str = "mobilenet_v3_large"
-    num_classes: int = 1000
     width_mult: float = 1.0
     reduced_tail: bool = False
     dilated: bool = False
     dropout: float = 0.2
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
-    lowering: str = "xla"
-    in_channels: int = 3
     remat: str = "none"
     min_size: int = 32
 

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jaxzoo.models import layers
 from jaxzoo.models import lowering as lowerings
 
 
@@ -119,3 +120,13 @@ def variable_shapes(model: nn.Module, size: int) -> dict:
     without running anything."""
     return dict(jax.eval_shape(
         lambda: model.init(jax.random.PRNGKey(0), dummy_input(model, size), train=False)))
+
+
+def model_options(name: str) -> list[str]:
+    """The options of ``name``'s module that ``create_model(name, **model_kwargs)`` passes on
+    (``in_channels``, ``dropout``, ``aux_logits``, ...), sorted: its fields but
+    ``layers.BUILD_FIELDS`` (create_model's own arguments and the mesh axis) and flax's
+    ``parent`` and ``name``."""
+    module = type(create_model(name))
+    return sorted(f.name for f in dataclasses.fields(module)
+                  if f.name not in (*layers.BUILD_FIELDS, "parent", "name"))

@@ -181,14 +181,9 @@ class RegNet(layers.ZooModel):
     w_a: float
     w_m: float
     group_width: int
-    num_classes: int = 1000
     bottleneck_multiplier: float = 1.0
     se_ratio: float | None = None
     stem_width: int = 32
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
-    lowering: str = "xla"
-    in_channels: int = 3
     arch: str = "regnet"
     min_size: int = 32
 

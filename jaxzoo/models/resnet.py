@@ -97,15 +97,10 @@ class ResNet(layers.ZooModel):
 
     block: Any
     stage_sizes: Sequence[int]
-    num_classes: int = 1000
     groups: int = 1
     width_per_group: int = 64
     zero_init_residual: bool = False
     small_input: bool = False
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
-    lowering: str = "xla"
-    in_channels: int = 3
     remat: str = "none"
     arch: str = "resnet"
     min_size: int = 32

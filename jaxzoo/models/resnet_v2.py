@@ -168,12 +168,7 @@ class ResNetV2(layers.ZooModel):
 
     block: Any
     stage_sizes: Sequence[int]
-    num_classes: int = 1000
     zero_init_last: bool = False
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
-    lowering: str = "xla"
-    in_channels: int = 3
     arch: str = "resnet_v2"
     min_size: int = 32
 

@@ -97,13 +97,8 @@ class ShuffleNetV2(layers.ZooModel):
     (strides 8, 16) and of conv5 (stride 32).
     """
 
-    num_classes: int = 1000
     stages_repeats: Sequence[int] = (4, 8, 4)
     stages_out_channels: Sequence[int] = (24, 116, 232, 464, 1024)
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
-    lowering: str = "xla"
-    in_channels: int = 3
     arch: str = "shufflenet_v2"
     min_size: int = 32
 

@@ -66,12 +66,7 @@ class SqueezeNet(layers.ZooModel):
     """
 
     version: str = "1_0"
-    num_classes: int = 1000
     dropout: float = 0.5
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
-    lowering: str = "xla"
-    in_channels: int = 3
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, output: str = "logits"):

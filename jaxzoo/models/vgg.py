@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -48,12 +47,7 @@ class VGG(layers.ZooModel):
 
     cfg: Sequence[int | str] = CFGS["A"]
     batch_norm: bool = False
-    num_classes: int = 1000
     dropout: float = 0.5
-    dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
-    lowering: str = "xla"
-    in_channels: int = 3
     arch: str = "vgg"
 
     @nn.compact

@@ -12,18 +12,15 @@ import os
 import time
 
 import jax
-import jax.numpy as jnp
 from tqdm import tqdm
 
-from jaxzoo import runtime
 from jaxzoo import workdir as run_workdir
 from jaxzoo.models import create_model
 from jaxzoo.train import checkpoint, report
 from jaxzoo.train.preemption import StopRequest
-from jaxzoo.train.state import (create_train_state, initial_variables, learning_rate_schedule,
-                                trainable_mask, with_pretrained_network)
-from jaxzoo.train.step import (AXIS, make_eval_step, make_mesh, make_train_step_for_config,
-                               replicate, shard_batch)
+from jaxzoo.train.recipe import build_training
+from jaxzoo.train.state import learning_rate_schedule, with_pretrained_network
+from jaxzoo.train.step import make_mesh, shard_batch
 
 
 class TrainingDiverged(RuntimeError):
@@ -53,22 +50,6 @@ def check_config(config, device_count: int, process_count: int) -> None:
                 f"({process_count} process(es)): the global batch is split evenly over devices. "
                 f"Use a multiple of {device_count}, e.g. --config.{field}="
                 f"{max(device_count, size // device_count * device_count)}")
-
-
-def remat_kwargs(config) -> dict:
-    """``{"remat": config.remat}`` for models that rematerialize their blocks; an error for the
-    others when it is asked for."""
-    remat = config.get("remat", "none")
-    if remat == "none":
-        return {}
-    import dataclasses
-
-    model_class = type(create_model(config.model, **config.model_kwargs))
-    if "remat" not in {f.name for f in dataclasses.fields(model_class)}:
-        raise ValueError(f"config.remat={remat!r}: {config.model} does not rematerialize its "
-                         f"blocks (the ResNet, GoogLeNet, Inception v3 and MobileNet families "
-                         f"do); use --config.remat=none")
-    return {"remat": remat}
 
 
 def _load_data(config):
@@ -218,8 +199,9 @@ def _batches(data, start_step: int, num_epochs: int):
 def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None) -> list[dict]:
     """Train ``config`` in ``workdir``, resuming from its latest checkpoint; returns the per-epoch
     metrics. ``data`` defaults to ``jaxzoo.data.get_datasets(config.dataset, ...)``, ``model`` to
-    ``create_model(config.model, ...)`` (a module with the zoo's interface and a ``bn_axis_name``
-    set to ``"data"``), ``devices`` to all of them.
+    ``recipe.build_model`` (a module with the zoo's interface and a ``bn_axis_name`` set to
+    ``"data"``), ``devices`` to all of them. The model, state and steps come from
+    ``recipe.build_training``, as the benchmark's and the parity check's do.
 
     SIGTERM or SIGINT saves a checkpoint of the current step and raises ``TrainingInterrupted``;
     a NaN or infinite loss or gradient raises ``TrainingDiverged`` (or, with
@@ -252,12 +234,6 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
         log(f"skipped in {config.dataset}: "
             + ", ".join(f"{n} {kind}" for kind, n in sorted(skipped.items())))
 
-    if model is None:
-        model = create_model(config.model, num_classes=num_classes, dtype=jnp.dtype(config.dtype),
-                             bn_axis_name=AXIS,
-                             lowering=runtime.lowering_for(mesh.devices.flat, config.lowering),
-                             **remat_kwargs(config), **config.model_kwargs)
-    init_rng, state_rng = jax.random.split(jax.random.PRNGKey(config.seed))
     manager = checkpoint.create_manager(workdir, config.checkpoints_to_keep, log=log)
     progress = checkpoint.latest_progress(manager)
     start_step = resume_step(progress, steps_per_epoch)
@@ -273,14 +249,14 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
         return progress.get("records") or report.read_metrics(workdir)
     # When resuming, the checkpoint has every weight: init_from would only be overwritten.
     init_from = "" if progress is not None else config.init_from
-    variables = initial_variables(config, model, num_classes, init_rng, init_from, log=log)
-    state = create_train_state(config, model, variables, steps_per_epoch, state_rng)
-    state, progress = checkpoint.restore_latest(manager, replicate(mesh, state), log=log)
+    training = build_training(config, mesh, num_classes=num_classes,
+                              steps_per_epoch=steps_per_epoch, model=model, init_from=init_from,
+                              log=log)
+    state, progress = checkpoint.restore_latest(manager, training.state, log=log)
     if progress is None and init_from != config.init_from:  # every checkpoint was damaged
-        variables = initial_variables(config, model, num_classes, init_rng, config.init_from,
-                                      log=log)
-        state = replicate(mesh, create_train_state(config, model, variables, steps_per_epoch,
-                                                   state_rng))
+        training = build_training(config, mesh, num_classes=num_classes,
+                                  steps_per_epoch=steps_per_epoch, model=training.model, log=log)
+        state = training.state
     start_step = resume_step(progress, steps_per_epoch)  # older when the newest was damaged
 
     best, records, epoch_metrics = -math.inf, [], EpochMetrics()
@@ -296,10 +272,7 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
             f"step {position} of {steps_per_epoch}; best val_accuracy "
             f"{f'{best:.3f}' if math.isfinite(best) else 'none yet'})")
 
-    mask = trainable_mask(config.model, variables["params"], config.trainable)
-    train_step = make_train_step_for_config(config, model, mesh, num_classes=num_classes,
-                                            mask=mask)
-    eval_step = make_eval_step(model, mesh, num_classes=num_classes)
+    train_step, eval_step = training.train_step, training.eval_step
 
     def save(step, val_accuracy=None):
         epoch, position = divmod(step, steps_per_epoch)

@@ -42,6 +42,21 @@ def get_default_config(model: str, family: str | None = None) -> ml_collections.
     config.batch_size = 32 if family == "imagenet" else 128   # global, over all devices
     config.eval_batch_size = 0    # 0 = batch_size
 
+    # Augmentation, sizes and sampling of torchvision's reference scripts (presets.py,
+    # sampler.py), named after its flags; these defaults leave the data above unchanged.
+    # jaxzoo/data/augment.py and pipeline.py.
+    config.auto_augment = ""        # after the flip: "" | "imagenet" | "cifar10" | "svhn"
+                                    # (AutoAugment) | "ra" (RandAugment) | "ta_wide" | "augmix"
+    config.ra_magnitude = 9         # RandAugment's magnitude bin (of 31)
+    config.augmix_severity = 3      # AugMix's severity (1-10)
+    config.random_erase = 0.0       # RandomErasing's probability (after the normalization)
+    config.interpolation = "bilinear"  # "bilinear" | "bicubic" | "nearest": the training crop's
+                                       # resize, the policies' geometric ops, evaluation's resize
+    config.val_resize_size = 0      # evaluation's Resize; 0 = int(val_crop_size / 0.875)
+    config.val_crop_size = 0        # evaluation's CenterCrop; 0 = image_size (the training crop)
+    config.ra_reps = 0              # N > 1: repeated augmentation as the reference's RASampler
+                                    # (each example N times per epoch, on N processes); 0, 1: off
+
     # Optimization: Adam (AdamW when weight_decay > 0), linear warmup then cosine decay.
     config.num_epochs = 10 if family == "imagenet" else 30
     config.learning_rate = 3e-4 if family == "imagenet" else 1e-3

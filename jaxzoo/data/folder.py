@@ -312,6 +312,9 @@ def folder_source(path: str, *, val_fraction: float, process_index: int, process
     def train_ds(shuffle_seed: int) -> tf.data.Dataset:
         return _dataset(my_train).shuffle(len(my_train), seed=shuffle_seed)
 
+    def train_all(shuffle_seed: int) -> tf.data.Dataset:  # every process's, one order
+        return _dataset(train).shuffle(len(train), seed=shuffle_seed)
+
     return Source(class_names=class_names, num_train=len(train), num_val=len(val),
                   train=train_ds, val=lambda: _dataset(my_val), decode=decode,
-                  skipped=dict(skipped), decode_crop=decode_crop)
+                  skipped=dict(skipped), decode_crop=decode_crop, train_all=train_all)

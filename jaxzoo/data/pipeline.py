@@ -7,7 +7,10 @@
         ...
 
 Training images get torchvision's RandomResizedCrop and a horizontal flip, evaluation images its
-Resize(size / 0.875) + CenterCrop(size). Images are RGB, or gray for one-channel models. All of
+Resize(size / 0.875) + CenterCrop(size). The options of torchvision's reference scripts
+(``references/classification``) add an augmentation policy after the flip (AutoAugment,
+RandAugment, TrivialAugmentWide, AugMix: ``jaxzoo.data.augment``), random erasing after the
+normalization, evaluation's own resize and crop, and repeated augmentation (``ra_reps``). Images are RGB, or gray for one-channel models. All of
 it runs in TensorFlow ops on the host CPU, in parallel, ahead of the training step. Of a JPEG, training decodes only the crop's window.
 
 The resampled images are rounded to uint8, as torchvision's PIL transforms produce them.
@@ -25,6 +28,7 @@ import numpy as np
 from jaxzoo import imagenet
 from jaxzoo.data._tf import tf
 from jaxzoo.data import folder, replace, tfds_source
+from jaxzoo.data.augment import RandomErasing, make_policy
 from jaxzoo.data.source import Source, Window, crop, decode_window
 
 EVAL_CROP_FRACTION = 0.875
@@ -79,8 +83,9 @@ def crop_window(shape, seed, scale=CROP_SCALE, ratio=CROP_RATIO):
     return begin, size
 
 
-def _resize(image, size: int):
-    return tf.image.resize(image, [size, size], method="bilinear", antialias=True)
+def _resize(image, size: int, interpolation: str = "bilinear"):
+    return tf.image.resize(image, [size, size], method=interpolation,
+                           antialias=interpolation != "nearest")
 
 
 def random_resized_crop(image, size: int, seed, scale=CROP_SCALE, ratio=CROP_RATIO):
@@ -114,6 +119,45 @@ def resize_center_crop(image, size: int, resize_size: int | None = None,
     top = tf.cast(tf.round(tf.cast(new_height - size, tf.float32) / 2), tf.int32)
     left = tf.cast(tf.round(tf.cast(new_width - size, tf.float32) / 2), tf.int32)
     return to_uint8(tf.slice(image, tf.stack([top, left, 0]), tf.stack([size, size, -1])))
+
+
+def erase(image: tf.Tensor, box: tf.Tensor, value) -> tf.Tensor:
+    """``image`` (H, W, C) with the rectangle ``box`` = (top, left, height, width) set to
+    ``value`` (per channel), as torchvision's ``F.erase``; a box of height 0 leaves it as it is."""
+    top, left, height, width = tf.unstack(tf.cast(box, tf.int32))
+    rows, cols = tf.range(tf.shape(image)[0]), tf.range(tf.shape(image)[1])
+    inside = (((rows >= top) & (rows < top + height))[:, None]
+              & ((cols >= left) & (cols < left + width))[None, :])
+    return tf.where(inside[..., None], tf.cast(tf.constant(value), image.dtype), image)
+
+
+def erase_value(image_dtype: str, channels: int):
+    """What random erasing writes. The reference erases with 0 after ``Normalize`` (presets.py
+    puts ``RandomErasing(p)`` last, value 0), i.e. with the mean image. Float32 batches are
+    erased after their normalization, with exactly 0. uint8 batches are normalized later, on
+    the device, so they are erased with the mean pixel rounded to uint8 (124, 116, 104), which
+    normalizes to within 0.009 of 0 (the rounding of the mean by half a grey level at most)."""
+    if image_dtype == "float32":
+        return np.zeros([channels], np.float32)
+    mean, _ = imagenet.mean_std(channels)
+    return np.round(np.asarray(mean) * 255.0).astype(np.uint8)
+
+
+def ra_positions(num_examples: int, repetitions: int, process_index: int,
+                 process_count: int) -> np.ndarray:
+    """The examples one process takes in an epoch of repeated augmentation, as positions in
+    that epoch's shuffled order of all training examples: the index list of the reference's
+    ``RASampler`` (references/classification/sampler.py, from DeiT) before it maps positions
+    through its ``randperm``. Each example is repeated ``repetitions`` times in a row, the
+    processes take every ``process_count``-th entry (so the copies of an example go to
+    different processes, when there are at least as many), and each process keeps the first
+    ``floor(num_examples // 256 * 256 / process_count)`` of its entries, as the sampler does."""
+    num_samples = math.ceil(num_examples * repetitions / process_count)
+    total_size = num_samples * process_count
+    num_selected = int(math.floor(num_examples // 256 * 256 / process_count))
+    repeated = np.repeat(np.arange(num_examples), repetitions)
+    repeated = np.concatenate([repeated, repeated[:total_size - len(repeated)]])
+    return repeated[process_index:total_size:process_count][:num_selected]
 
 
 def _plain_tf(fn):
@@ -152,16 +196,30 @@ class Datasets:
                  eval_batch_size: int, seed: int, process_index: int, process_count: int,
                  augment: bool, crop_scale: tuple[float, float], image_dtype: str = "float32",
                  channels: int = 3, eval_resize_size: int | None = None,
-                 interpolation: str = "bilinear"):
+                 interpolation: str = "bilinear", eval_crop_size: int | None = None,
+                 auto_augment: str = "", ra_magnitude: int = 9, augmix_severity: int = 3,
+                 random_erase: float = 0.0, ra_reps: int = 0):
         if image_dtype not in IMAGE_DTYPES:
             raise ValueError(f"image_dtype must be one of {IMAGE_DTYPES}, got {image_dtype!r}")
         imagenet.mean_std(channels)  # 1 or 3, else a clear error
         if interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got "
                              f"{interpolation!r}")
-        if eval_resize_size is not None and eval_resize_size < image_size:
+        eval_crop_size = eval_crop_size or image_size
+        if eval_resize_size is not None and eval_resize_size < eval_crop_size:
             raise ValueError(f"eval_resize_size={eval_resize_size} is smaller than the crop, "
-                             f"image_size={image_size}")
+                             f"{eval_crop_size}")
+        # The reference's --auto-augment, --ra-magnitude, --augmix-severity (a clear error here
+        # for a wrong name or value, before any data is read).
+        self.policy = make_policy(auto_augment, ra_magnitude=ra_magnitude,
+                                  augmix_severity=augmix_severity,
+                                  interpolation=interpolation)
+        self.erasing = RandomErasing(random_erase) if random_erase > 0 else None
+        self.auto_augment, self.random_erase = auto_augment, random_erase
+        self.ra_reps = ra_reps if ra_reps > 1 else 0
+        if self.ra_reps and source.train_all is None:
+            raise ValueError("ra_reps needs a dataset every process can read whole "
+                             "(a TFDS dataset, folder:PATH or shapes)")
         self._source = source
         self.class_names = source.class_names
         self.num_train = source.num_train
@@ -173,6 +231,15 @@ class Datasets:
         self.batch_size = global_batch_size // process_count         # per process
         self.eval_batch_size_per_process = eval_batch_size // process_count
         self.steps_per_epoch = self.num_train // global_batch_size
+        if self.ra_reps:  # as many steps as RASampler's list of this process has full batches
+            selected = len(ra_positions(self.num_train, self.ra_reps, 0, process_count))
+            self.steps_per_epoch = selected // self.batch_size
+            if self.steps_per_epoch < 1:
+                raise ValueError(
+                    f"ra_reps={ra_reps}: repeated augmentation takes "
+                    f"floor({self.num_train} // 256 * 256 / {process_count}) = {selected} "
+                    f"examples per process and epoch (the reference's RASampler), fewer than a "
+                    f"batch of {self.batch_size}; use ra_reps=0 or a smaller batch")
         per_process_val = math.ceil(self.num_val / process_count)
         self.val_steps = math.ceil(per_process_val / self.eval_batch_size_per_process)
         self.seed = seed
@@ -182,9 +249,12 @@ class Datasets:
         self.crop_scale = tuple(crop_scale)
         self.image_dtype = image_dtype
         self.channels = channels  # 3 (RGB), or 1: decoded images turned gray as PIL does
-        # Evaluation's Resize(eval_resize_size or image_size / 0.875) with ``interpolation``,
-        # then CenterCrop(image_size): pretrained weights are evaluated with their own.
+        # Evaluation's Resize(eval_resize_size or eval_crop_size / 0.875) with
+        # ``interpolation``, then CenterCrop(eval_crop_size, by default image_size): pretrained
+        # weights are evaluated with their own. ``interpolation`` also resizes the training
+        # crops and resamples the policies' geometric ops, as the reference's --interpolation.
         self.eval_resize_size = eval_resize_size
+        self.eval_crop_size = eval_crop_size
         self.interpolation = interpolation
         # Decode only the crop window of JPEGs for RandomResizedCrop (the same pixels as the full
         # decode); False decodes whole images, as a reference for tests and benchmarks.
@@ -213,12 +283,51 @@ class Datasets:
     @property
     def eval_transform(self) -> str:
         """Evaluation's transform, in torchvision's words."""
-        return (f"Resize({eval_resize(self.image_size, self.eval_resize_size)}, "
-                f"{self.interpolation}) + CenterCrop({self.image_size})")
+        return (f"Resize({eval_resize(self.eval_crop_size, self.eval_resize_size)}, "
+                f"{self.interpolation}) + CenterCrop({self.eval_crop_size})")
 
-    def _eval_transform(self, image):
-        return resize_center_crop(image, self.image_size, self.eval_resize_size,
-                                  self.interpolation)
+    def _eval_transform(self, image, size: int | None = None):
+        """Evaluation's resize and center crop; of ``size`` (training without augmentation)
+        with the default resize when it is not evaluation's crop."""
+        size = size or self.eval_crop_size
+        resize_size = self.eval_resize_size if size == self.eval_crop_size else None
+        return resize_center_crop(image, size, resize_size, self.interpolation)
+
+    def _augment(self, image, seed: int, position):
+        """The policy (after the flip) and random erasing's box (``erase`` applies it after
+        the normalization), drawn from a numpy generator seeded by (``seed``, ``position``):
+        the same for a resumed epoch. They run in numpy and PIL (``jaxzoo.data.augment``)."""
+        policy, erasing = self.policy, self.erasing
+
+        def run(image, seed, position):
+            policy_rng, erase_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(
+                [int(seed), int(position)]).spawn(2))
+            if policy is not None:
+                image = policy(image, policy_rng)
+            box = erasing.box(*image.shape[:2], erase_rng) if erasing is not None else None
+            return image, np.asarray(box or (0, 0, 0, 0), np.int32)
+
+        shape = image.shape
+        image, box = tf.numpy_function(run, [image, tf.constant(seed, tf.int64), position],
+                                       [tf.uint8, tf.int32], stateful=False)
+        image.set_shape(shape)
+        box.set_shape([4])
+        return image, box
+
+    def _train_examples(self, epoch: int) -> tf.data.Dataset:
+        """This process's training examples of ``epoch``, in order. With ``ra_reps`` the
+        RASampler's: every process reads the same shuffled order of all examples and repeats
+        each one as many times as ``ra_positions`` lists it for this process."""
+        if not self.ra_reps:
+            return self._source.train(_seed(self.seed, epoch, self.process_index, 0))
+        positions = ra_positions(self.num_train, self.ra_reps, self.process_index,
+                                 self.process_count)
+        # Within the selected entries the positions never decrease (the sampler's padding,
+        # which wraps to the start, lies beyond them), so a count per position says it all.
+        counts = tf.constant(np.bincount(positions), tf.int64)
+        examples = self._source.train_all(_seed(self.seed, epoch, 4)).take(len(counts))
+        return examples.enumerate().flat_map(_plain_tf(
+            lambda i, example: tf.data.Dataset.from_tensors(example).repeat(counts[i])))
 
     def train_batches(self, epoch: int, start_step: int = 0):
         """One epoch of this process's training batches, from step ``start_step`` on.
@@ -231,6 +340,8 @@ class Datasets:
                              f"{self.steps_per_epoch} steps")
         size, batch = self.image_size, self.batch_size
         crop_seed = _seed(self.seed, epoch, self.process_index, 1)
+        augment_seed = _seed(self.seed, epoch, self.process_index, 3)
+        erasing = self.augment and self.erasing is not None
 
         def preprocess(position, example):
             if self.augment:
@@ -239,13 +350,18 @@ class Datasets:
                 image, label = self._decode_crop(example, lambda shape: crop_window(
                     shape, crop_key, scale=self.crop_scale))
                 image = tf.image.stateless_random_flip_left_right(
-                    to_uint8(_resize(image, size)), flip)
+                    to_uint8(_resize(image, size, self.interpolation)), flip)
+                if self.policy is not None or erasing:
+                    image, box = self._augment(image, augment_seed, position)
             else:
                 image, label = self._decode(example)
-                image = self._eval_transform(image)
-            return {"image": self._finish(image), "label": label}
+                image = self._eval_transform(image, size)
+            image = self._finish(image)
+            if erasing:
+                image = erase(image, box, erase_value(self.image_dtype, self.channels))
+            return {"image": image, "label": label}
 
-        ds = self._source.train(_seed(self.seed, epoch, self.process_index, 0))
+        ds = self._train_examples(epoch)
         ds = ds.take(self.steps_per_epoch * batch).enumerate().skip(start_step * batch)
         # An image that fails to read is replaced: every process keeps the epoch's steps.
         ds = replace.map_keeping_count(ds, _plain_tf(preprocess),
@@ -262,7 +378,7 @@ class Datasets:
         prepared as for evaluation (no augmentation), the training examples in shuffled order."""
         if split not in ("val", "train"):
             raise ValueError(f'split must be "val" or "train", got {split!r}')
-        size, batch = self.image_size, self.eval_batch_size_per_process
+        size, batch = self.eval_crop_size, self.eval_batch_size_per_process
         if split == "val":
             examples, steps = self._source.val(), self.val_steps
         else:
@@ -318,7 +434,9 @@ def get_datasets(dataset: str = "shapes", *, image_size: int = 64, global_batch_
                  max_image_pixels: int = folder.MAX_IMAGE_PIXELS,
                  image_dtype: str = "float32", channels: int = 3,
                  eval_resize_size: int | None = None,
-                 interpolation: str = "bilinear") -> Datasets:
+                 interpolation: str = "bilinear", eval_crop_size: int | None = None,
+                 auto_augment: str = "", ra_magnitude: int = 9, augmix_severity: int = 3,
+                 random_erase: float = 0.0, ra_reps: int = 0) -> Datasets:
     """The training and validation data of ``dataset``, for this process.
 
     ``dataset``: a TFDS name (``tf_flowers``, ``cifar10``, ``imagenette``, ...), ``folder:PATH``
@@ -331,7 +449,12 @@ def get_datasets(dataset: str = "shapes", *, image_size: int = 64, global_batch_
     pixels, for the train and eval steps to normalize on the device. ``channels``: 3 (RGB) or 1
     (images turned gray as torchvision's ``Grayscale()`` does, for a model with
     ``in_channels=1``). ``eval_resize_size`` and ``interpolation``: evaluation's resize before
-    its center crop (default int(image_size / 0.875), bilinear).
+    its center crop of ``eval_crop_size`` (default int(eval_crop_size / 0.875), bilinear;
+    the crop defaults to ``image_size``, the training crop); ``interpolation`` also resizes the
+    training crops. The reference scripts' training options: ``auto_augment`` (``imagenet``,
+    ``cifar10``, ``svhn``, ``ra`` with ``ra_magnitude``, ``ta_wide``, ``augmix`` with
+    ``augmix_severity``), ``random_erase`` (its probability) and ``ra_reps`` (repeated
+    augmentation across processes, the reference's RASampler; 0 or 1: off).
     """
     if process_index is None or process_count is None:
         import jax
@@ -372,4 +495,7 @@ def get_datasets(dataset: str = "shapes", *, image_size: int = 64, global_batch_
                     process_count=process_count, augment=augment,
                     crop_scale=crop_scale or CROP_SCALE, image_dtype=image_dtype,
                     channels=channels, eval_resize_size=eval_resize_size,
-                    interpolation=interpolation)
+                    interpolation=interpolation, eval_crop_size=eval_crop_size,
+                    auto_augment=auto_augment, ra_magnitude=ra_magnitude,
+                    augmix_severity=augmix_severity, random_erase=random_erase,
+                    ra_reps=ra_reps)

@@ -26,7 +26,9 @@ class Source:
     ``decode_crop(example, window)``, where a source has it, returns the same image cropped to
     ``window``, decoding only that window of a JPEG (``decode_window``); without it the pipeline
     decodes whole images and crops them. ``num_train`` and ``num_val`` count the examples of all
-    processes together.
+    processes together. ``train_all(shuffle_seed)``, where a source has it, returns the training
+    examples of every process, in an order that depends only on the seed (the same in every
+    process): repeated augmentation (``ra_reps``) spreads an example's copies over processes.
     """
 
     class_names: list[str]
@@ -37,6 +39,7 @@ class Source:
     decode: Callable[[dict], tuple[tf.Tensor, tf.Tensor]]
     skipped: dict[str, int] = dataclasses.field(default_factory=dict)
     decode_crop: Callable[[dict, Window], tuple[tf.Tensor, tf.Tensor]] | None = None
+    train_all: Callable[[int], tf.data.Dataset] | None = None
 
 
 def crop(image: tf.Tensor, window: Window) -> tf.Tensor:

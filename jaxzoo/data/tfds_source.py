@@ -146,11 +146,17 @@ def tfds_source(builder: tfds.core.DatasetBuilder, val_fraction: float,
 
     skip_decoding = {"image": tfds.decode.SkipDecoding()}
 
-    def train(shuffle_seed: int) -> tf.data.Dataset:
+    def shuffled(split, shuffle_seed: int) -> tf.data.Dataset:
         read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed, try_autocache=False)
-        ds = builder.as_dataset(split=process_split(train_split), shuffle_files=True,
-                                read_config=read_config, decoders=skip_decoding)
+        ds = builder.as_dataset(split=split, shuffle_files=True, read_config=read_config,
+                                decoders=skip_decoding)
         return ds.shuffle(SHUFFLE_BUFFER, seed=shuffle_seed)
+
+    def train(shuffle_seed: int) -> tf.data.Dataset:
+        return shuffled(process_split(train_split), shuffle_seed)
+
+    def train_all(shuffle_seed: int) -> tf.data.Dataset:
+        return shuffled(train_split, shuffle_seed)
 
     def val() -> tf.data.Dataset:
         return builder.as_dataset(split=process_split(val_split), shuffle_files=False,
@@ -170,4 +176,4 @@ def tfds_source(builder: tfds.core.DatasetBuilder, val_fraction: float,
         class_names=class_names,
         num_train=info.splits[train_split].num_examples,
         num_val=info.splits[val_split].num_examples,
-        train=train, val=val, decode=decode)
+        train=train, val=val, decode=decode, train_all=train_all)

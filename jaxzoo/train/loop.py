@@ -65,7 +65,17 @@ def _load_data(config):
                         augment=config.augment, max_image_pixels=config.max_image_pixels,
                         crop_scale=tuple(config.get("crop_scale", ())) or None,
                         image_dtype="uint8",  # normalized on the device (step.model_input)
-                        channels=channels)
+                        channels=channels,
+                        # The reference scripts' augmentation, sizes and sampling (.get: a
+                        # config saved before these fields existed means them off).
+                        auto_augment=config.get("auto_augment", ""),
+                        ra_magnitude=config.get("ra_magnitude", 9),
+                        augmix_severity=config.get("augmix_severity", 3),
+                        random_erase=config.get("random_erase", 0.0),
+                        interpolation=config.get("interpolation", "bilinear"),
+                        eval_resize_size=config.get("val_resize_size", 0) or None,
+                        eval_crop_size=config.get("val_crop_size", 0) or None,
+                        ra_reps=config.get("ra_reps", 0))
 
 
 def evaluate(eval_step, state, mesh, data) -> dict:

@@ -220,6 +220,7 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
     log = print if is_main else (lambda *a, **k: None)
     mesh = make_mesh(devices)
     check_config(config, mesh.size, jax.process_count())
+    run_workdir.check_writable(workdir)  # before the data is read: it may take a while
     config = with_pretrained_network(config, log)
 
     data = data if data is not None else _load_data(config)
@@ -233,9 +234,8 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
                          f"fewer than one batch of {config.batch_size}; lower --config.batch_size")
     total_steps = config.num_epochs * steps_per_epoch
 
-    # Before anything is written: a workdir that cannot be written, or that holds another run,
-    # is refused (every process checks, so all stop together).
-    run_workdir.check_writable(workdir)
+    # Before anything is written: a workdir that holds another run is refused (every process
+    # checks, so all stop together).
     run_workdir.check_identity(workdir, config, class_names)
     if is_main:
         report.write_run_files(workdir, config, class_names)

@@ -96,7 +96,7 @@ def to_linen_variables(module: ZooModule) -> dict:
     ``module.to_nnx__module.apply(to_linen_variables(module), x, train=False)`` equals
     ``module(x)``."""
     _, params, batch_stats, _ = nnx.split(module, nnx.Param, nnx.BatchStat, ...)
-    variables = {"params": params.to_pure_dict()}
+    variables = {"params": nnx.to_pure_dict(params)}
     if len(batch_stats):
-        variables["batch_stats"] = batch_stats.to_pure_dict()
+        variables["batch_stats"] = nnx.to_pure_dict(batch_stats)
     return variables

@@ -7,7 +7,8 @@ when a reader takes its weights.
 
 The identity of a run is what its checkpoints mean: the model and its options, the classes (their
 number and names, in order), the dataset, the image size, the compute dtype, what is trained and
-the global batch (the position in the data a step stands for). The first run records it in
+the global batch (the position in the data a step stands for), the optimizer and whether an
+average of the weights is kept (the shape of the train state). The first run records it in
 ``identity.json``; a later run in the same workdir whose identity differs is refused before it
 writes anything (``check_identity``), with the differences spelled out, and ``move_aside`` (what
 ``train.py --restart`` does) keeps the old run under another name so the workdir can start over.
@@ -26,7 +27,7 @@ import numpy as np
 IDENTITY_JSON = "identity.json"
 # The config fields that make a run's checkpoints what they are (besides its class names).
 IDENTITY_FIELDS = ("model", "model_kwargs", "dataset", "image_size", "dtype", "trainable",
-                   "batch_size")
+                   "batch_size", "optimizer", "model_ema")
 
 
 @dataclasses.dataclass
@@ -163,8 +164,8 @@ def differences(old: dict, new: dict) -> list[str]:
     """``field: old -> new`` for every field of the identities that differs."""
     out = []
     for field in [*IDENTITY_FIELDS, "num_classes", "class_names"]:
-        if old.get(field) == new.get(field):
-            continue
+        if old.get(field) is None or old.get(field) == new.get(field):
+            continue  # (None: recorded before the field existed)
         if field == "class_names" and old.get("num_classes") == new.get("num_classes"):
             changed = [f"{i}: {a} -> {b}" for i, (a, b) in enumerate(
                 zip(old["class_names"], new["class_names"])) if a != b]

@@ -53,9 +53,9 @@ def config_name(name_or_path: str) -> str:
     if name_or_path not in names:
         close = difflib.get_close_matches(name_or_path, names, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown config {name_or_path!r}.{hint} A config is a model's name "
-                         f"(`python -m jaxzoo list`) or a path to a config file; the names: "
-                         f"{', '.join(names)}")
+        raise ValueError(f"unknown config {name_or_path!r}. Available configs: "
+                         f"{', '.join(names)} (every model of `python -m jaxzoo list`, or a path "
+                         f"to a config file).{hint}")
     return name_or_path
 
 

@@ -201,7 +201,7 @@ def test_remat_recomputes_blocks_with_the_same_gradients(name, remat):
 
 
 def test_remat_of_a_model_without_it_is_a_clear_error():
-    from jaxzoo.train.loop import remat_kwargs
+    from jaxzoo.train.recipe import remat_kwargs
 
     assert remat_kwargs(tiny_config(model="resnet50", remat="blocks")) == {"remat": "blocks"}
     assert remat_kwargs(tiny_config(model="vgg11")) == {}

@@ -203,3 +203,13 @@ def test_every_format_of_the_must_show_models_gives_jaxzoos_logits(name, tmp_pat
     results = run_in_fresh_process(str(tmp_path), images, artifacts)
     for fmt in SERVING_FORMATS:
         assert_same_logits(results, fmt, reference)
+
+
+def test_a_batch_polymorphic_cpu_export_takes_the_conv_that_needs_no_patches():
+    """XLA:CPU's im2col for small maps is chosen by the size of its patches, which a symbolic
+    batch leaves open: resnet50's and googlenet's CPU exports need the choice made without it."""
+    from jaxzoo.models.lowering import formulation_for
+
+    batch, = jax.export.symbolic_shape("batch")
+    assert formulation_for((2, 7, 7, 512), (3, 3, 512, 512), 1) == "im2col"
+    assert formulation_for((batch, 7, 7, 512), (3, 3, 512, 512), 1) == "native"

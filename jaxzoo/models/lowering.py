@@ -94,6 +94,10 @@ def formulation_for(lhs_shape, rhs_shape, feature_group_count: int,
         if lhs_shape[1] * lhs_shape[2] <= _IM2COL_MAX_PIXELS:
             # Sized at the input's resolution (a strided conv's are a quarter of this), in float32.
             patch_bytes = lhs_shape[0] * lhs_shape[1] * lhs_shape[2] * kh * kw * lhs_shape[3] * 4
+            if jax.export.is_symbolic_dim(lhs_shape[0]):
+                # A symbolic batch (jax.export, batch-polymorphic): the patches may be of any
+                # size, so the conv that needs none.
+                return "native"
             return "im2col" if patch_bytes <= _IM2COL_MAX_PATCH_BYTES else "native"
         # On larger maps XLA's forward is the faster one, its backward the slower one.
         return "im2col_grad"

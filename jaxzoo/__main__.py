@@ -17,12 +17,14 @@ def cmd_list(args) -> int:
     import jaxzoo
     from jaxzoo.models.registry import variable_shapes
 
+    # A plain word matches as a prefix ("resnet" lists every ResNet), a pattern as the shell does.
+    patterns = [p if any(c in p for c in "*?[") else p + "*" for p in args.patterns]
     names = [n for n in jaxzoo.list_models()
-             if not args.patterns or any(fnmatch.fnmatchcase(n, p) for p in args.patterns)]
+             if not patterns or any(fnmatch.fnmatchcase(n, p) for p in patterns)]
     if not names:
-        print(f"no model matches {' '.join(args.patterns)}; the names: "
+        print(f"error: no model matches {' '.join(args.patterns)}; the names: "
               f"{', '.join(jaxzoo.list_models())}", file=sys.stderr)
-        return 2
+        return 1
     print(f"{'model':<22} {'parameters':>12}  {'input':>5}  torchvision counterpart")
     for name in names:
         spec = jaxzoo.get_spec(name)
@@ -291,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="models with parameter counts and torchvision counterparts")
     p.add_argument("patterns", nargs="*", metavar="PATTERN",
-                   help="only the models matching a shell pattern ('resnet*', 'efficientnet_b?')")
+                   help="only the models whose name starts with PATTERN ('resnet') or matches it "
+                        "as a shell pattern ('resnet*50', 'efficientnet_b?')")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("weights", help="torchvision's pretrained weights: accuracy, size, cached")

@@ -130,6 +130,17 @@ def test_settings_that_may_change_resume_and_restart_moves_the_old_run_aside(cop
     assert json.loads((workdir / "identity.json").read_text())["class_names"][0] == "cat"
 
 
+def test_a_setting_that_reshapes_the_train_state_is_named_not_taken_for_damage(copy_of):
+    from jaxzoo.train.checkpoint import StateMismatch
+
+    workdir = copy_of()
+    with pytest.raises(StateMismatch, match=r"the checkpoint of step 16 in .* holds another train "
+                                            r"state than this run builds \(opt_state/"):
+        _train(workdir, num_epochs=3, grad_clip_norm=1.0)  # optax.chain(clip, adam): 2 states
+    assert _steps(workdir) == [4, 8, 12, 16]
+    assert not (workdir / "damaged_checkpoints").exists()
+
+
 def test_readers_refuse_class_names_that_do_not_match_the_checkpoint(copy_of):
     workdir = copy_of()
     (workdir / "class_names.json").write_text(json.dumps({str(i): f"c{i}" for i in range(6)}))

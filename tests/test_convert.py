@@ -162,7 +162,10 @@ def test_list_cli_shows_models_and_counts(monkeypatch, capsys):
     assert "21,797,672" in lines["resnet34"] and "torchvision.models.resnet34" in lines["resnet34"]
     assert "2,542,856" in lines["mobilenet_v3_small"]
     nothing = _run_cli("list", "resnet9*")
-    assert nothing.returncode == 2 and "no model matches resnet9*" in nothing.stderr
+    assert nothing.returncode == 1 and "error: no model matches resnet9*" in nothing.stderr
+    prefix = _run_cli("list", "wide_resnet")  # a plain word matches as a prefix
+    assert [line.split()[0] for line in prefix.stdout.splitlines()[1:]] == [
+        "wide_resnet101_2", "wide_resnet50_2"]
     # Without a pattern, every registered model (each family's tests check the counts; tracing
     # all of them here would take half a minute).
     from jaxzoo.__main__ import main

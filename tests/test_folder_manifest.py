@@ -211,3 +211,60 @@ def test_a_file_that_goes_bad_after_the_check_is_replaced_and_the_epoch_keeps_it
     assert len(val) == val_steps and sum(int(b["mask"].sum()) for b in val) == data.num_val - 1
     # The run goes on from a later step as well.
     assert len(list(data.train_batches(0, start_step=1))) == steps - 1
+
+
+_DISTRIBUTED = """
+import json, os, sys, warnings
+warnings.simplefilter("ignore")
+import jax
+jax.distributed.initialize(coordinator_address=sys.argv[2], num_processes=2,
+                           process_id=int(sys.argv[3]))
+from jaxzoo.data import folder, get_datasets
+
+def start():
+    data = get_datasets("folder:" + sys.argv[1], image_size=8, global_batch_size=2,
+                        val_fraction=0.25)  # process index and count from jax
+    paths = [e["path"].decode() for e in data._source.train(0).as_numpy_iterator()]
+    return {"stats": folder.last_check.__dict__, "num_train": data.num_train, "train": paths}
+
+shared = start()
+os.environ["JAXZOO_FOLDER_CACHE"] += "-" + sys.argv[3]  # one cache per process from now on
+os.makedirs(os.environ["JAXZOO_FOLDER_CACHE"])
+if sys.argv[3] == "0":  # process 0's own cache starts complete, process 1's empty
+    import shutil
+    shutil.rmtree(os.environ["JAXZOO_FOLDER_CACHE"])
+    shutil.copytree(sys.argv[4], os.environ["JAXZOO_FOLDER_CACHE"])
+print(json.dumps({"shared": shared, "separate": start()}))
+"""
+
+
+@pytest.mark.slow
+def test_under_jax_distributed_processes_exchange_verdicts_without_a_shared_cache(tmp_path,
+                                                                                  cache):
+    import socket
+
+    root = _tree(tmp_path / "photos", per_class=20)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+    env = {**os.environ, "JAXZOO_FOLDER_CACHE": str(cache), "JAX_PLATFORMS": "cpu"}
+    procs = [subprocess.Popen([sys.executable, "-c", _DISTRIBUTED, str(root), address, str(i),
+                               str(cache)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env) for i in range(2)]
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    shared = [out["shared"] for out in outs]
+    for out in shared:  # split over process_allgather: each checked about half
+        assert out["stats"]["exchange"] == "allgather" and out["stats"]["checked"] in (20, 21)
+    assert sum(out["stats"]["checked"] for out in shared) == 41
+    assert not set(shared[0]["train"]) & set(shared[1]["train"])
+    # Caches that differ (process 0's complete, process 1's empty): no split, process 1 checks
+    # all it lacks, and both still agree on the data.
+    separate = [out["separate"] for out in outs]
+    assert [out["stats"]["checked"] for out in separate] == [0, 41]
+    assert [out["stats"]["exchange"] for out in separate] == ["", ""]
+    for before, after in zip(shared, separate):
+        assert after["train"] == before["train"] and after["num_train"] == before["num_train"]

@@ -202,8 +202,8 @@ def _inspect_all(paths: list[str], max_pixels: int) -> list[manifest.Verdict]:
 
 def _check(root: Path, files, max_pixels: int, process_index: int, process_count: int):
     """Drop the files that cannot be read, with the verdicts the manifest remembers and the
-    others checked (a share per process); returns (good files with tf_decodes flags, skip
-    counts by reason, an example path per reason)."""
+    others checked (a share per process); returns ((path, label, tf_decodes) of each file, None
+    for those skipped; skip counts by reason; an example path per reason)."""
     global last_check
     verdicts, last_check = manifest.check_folder(
         os.fspath(root), [(path, size, mtime) for path, _, size, mtime in files],
@@ -214,6 +214,7 @@ def _check(root: Path, files, max_pixels: int, process_index: int, process_count
         if reason is None:
             good.append((path, label, tf_decodes))
         else:
+            good.append(None)
             skipped[reason] += 1
             examples.setdefault(reason, path)
     return good, skipped, examples
@@ -269,9 +270,10 @@ def folder_source(path: str, *, val_fraction: float, process_index: int, process
                          f"({_LAYOUT_HELP})")
 
     good, skipped, examples = _check(root, train + val, max_pixels, process_index, process_count)
-    good_paths = {path: (label, tf_decodes) for path, label, tf_decodes in good}
-    train = [(p, *good_paths[p]) for p, *_ in train if p in good_paths]
-    val = [(p, *good_paths[p]) for p, *_ in val if p in good_paths]
+    good_train, good_val = good[:len(train)], good[len(train):]
+    train = [g for g in good_train if g is not None]
+    val = [g for g in good_val if g is not None]
+    num_good = len(train) + len(val)
     loops = Listing([], [link for listing in listings for link in listing.loops],
                     [link for listing in listings for link in listing.repeats])
     for kind, links in [("symlink_loop", loops.loops), ("symlink_repeat", loops.repeats)]:
@@ -289,7 +291,7 @@ def folder_source(path: str, *, val_fraction: float, process_index: int, process
                if reason != "empty_class" and not reason.startswith("symlink_")}
         parts = []
         if bad:
-            parts.append(f"{sum(bad.values())} of {len(good) + sum(bad.values())} image files: "
+            parts.append(f"{sum(bad.values())} of {num_good + sum(bad.values())} image files: "
                          + ", ".join(f"{n} {reason} (e.g. {examples[reason]})"
                                      for reason, n in sorted(bad.items())))
         if empty:

@@ -31,7 +31,9 @@ from typing import Callable
 
 import numpy as np
 
-CACHE_ENV = "JAXZOO_FOLDER_CACHE"
+from jaxzoo import environment
+
+CACHE_ENV = "JAXZOO_FOLDER_CACHE"  # read by environment.folder_cache
 MANIFEST = "manifest.npz"
 _FORMAT = 1
 # Why a file is skipped, as stored (0: it is good). "unreadable" (no permission, a broken link)
@@ -61,11 +63,7 @@ class CheckStats:
 def cache_root() -> Path:
     """Where the manifests of all folders live: ``$JAXZOO_FOLDER_CACHE``, else
     ``$XDG_CACHE_HOME/jaxzoo/folders`` (``~/.cache/jaxzoo/folders``). Read at every call."""
-    configured = os.environ.get(CACHE_ENV)
-    if configured:
-        return Path(configured).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "jaxzoo" / "folders"
+    return Path(environment.folder_cache())
 
 
 def cache_dir(root) -> Path:
@@ -101,61 +99,44 @@ def _atomic_savez(path: Path, **arrays) -> None:
         raise
 
 
-def _load_manifest(path: Path, checker: str) -> dict[str, tuple[int, int, int, bool, int]]:
-    """rel path -> (size, mtime_ns, reason code, tf_decodes, pixels); empty when there is no
+_COLUMNS = {"size": np.int64, "mtime_ns": np.int64, "reason": np.int8, "tf_decodes": bool,
+            "pixels": np.int64}
+
+
+def _load_manifest(path: Path, checker: str) -> tuple[list[str], dict[str, np.ndarray]]:
+    """The stored relative paths and their columns (``_COLUMNS``); none when there is no
     manifest, when it was written by another checker version, or when it cannot be read."""
+    empty = [], {name: np.zeros(0, dtype) for name, dtype in _COLUMNS.items()}
     try:
         with np.load(path, allow_pickle=False) as stored:
             meta = json.loads(stored["meta"].tobytes())
             if meta.get("format") != _FORMAT or meta.get("checker") != checker:
-                return {}
+                return empty
             rels = _unpack(stored["paths"])
-            columns = [stored[k].tolist() for k in ("size", "mtime_ns", "reason", "tf_decodes",
-                                                    "pixels")]
+            columns = {name: stored[name].astype(dtype) for name, dtype in _COLUMNS.items()}
     except FileNotFoundError:
-        return {}
+        return empty
     except Exception as err:  # a damaged manifest costs a full check, not the run
         warnings.warn(f"ignoring the folder check's manifest {path} ({type(err).__name__}: "
                       f"{err}); every file is checked again", stacklevel=4)
-        return {}
-    if any(len(column) != len(rels) for column in columns):
-        return {}
-    return dict(zip(rels, zip(*columns)))
+        return empty
+    if any(len(column) != len(rels) for column in columns.values()):
+        return empty
+    return rels, columns
 
 
-def _save_manifest(path: Path, entries: dict, root: str, checker: str) -> None:
-    rels = list(entries)
-    columns = list(zip(*entries.values())) if entries else [(), (), (), (), ()]
-    _atomic_savez(
-        path, meta=np.frombuffer(json.dumps({"format": _FORMAT, "checker": checker,
-                                             "root": root}).encode(), np.uint8),
-        paths=_pack(rels), size=np.asarray(columns[0], np.int64),
-        mtime_ns=np.asarray(columns[1], np.int64), reason=np.asarray(columns[2], np.int8),
-        tf_decodes=np.asarray(columns[3], bool), pixels=np.asarray(columns[4], np.int64))
+def _save_manifest(path: Path, rels: list[str], columns: dict[str, np.ndarray], root: str,
+                   checker: str) -> None:
+    meta = json.dumps({"format": _FORMAT, "checker": checker, "root": root}).encode()
+    _atomic_savez(path, meta=np.frombuffer(meta, np.uint8), paths=_pack(rels),
+                  **{name: np.asarray(columns[name], dtype) for name, dtype in _COLUMNS.items()})
     root_txt = path.parent / "root.txt"
     if not root_txt.exists():
         root_txt.write_text(root + "\n", encoding="utf-8", errors="surrogateescape")
 
 
-def _verdict(entry, max_pixels: int) -> Verdict | None:
-    """A stored entry's verdict under ``max_pixels``, or None when the file must be checked
-    again (it was skipped as too large under a smaller limit)."""
-    _, _, code, tf_decodes, pixels = entry
-    reason = REASONS[code]
-    if reason == "too_large":
-        # -1: PIL refused to open it (over its own limit, twice Image.MAX_IMAGE_PIXELS)
-        return (reason, False, pixels) if pixels < 0 or pixels > max_pixels else None
-    if reason is None and pixels > max_pixels:
-        return "too_large", False, pixels
-    return reason, bool(tf_decodes), pixels
-
-
 def _encode(verdicts: list[Verdict]) -> np.ndarray:
     return np.asarray([(_CODE[r], int(d), p) for r, d, p in verdicts], np.int64).reshape(-1, 3)
-
-
-def _decode(array: np.ndarray) -> list[Verdict]:
-    return [(REASONS[r], bool(d), p) for r, d, p in array.tolist()]
 
 
 def _exchange_files(cache: Path, token: str, mine: np.ndarray, process_index: int,
@@ -193,13 +174,20 @@ def _exchange_files(cache: Path, token: str, mine: np.ndarray, process_index: in
 
 
 def _exchange_allgather(mine: np.ndarray, share_size: int) -> list[np.ndarray]:
-    """Every process's share of verdicts, gathered over ``jax.distributed``."""
+    """Every process's share of verdicts, gathered over ``jax.distributed``. JAX arrays are
+    32-bit unless x64 is on, so the pixel count travels as two 31-bit halves."""
     from jax.experimental import multihost_utils
 
-    padded = np.full((share_size, 3), -1, np.int64)
-    padded[:len(mine)] = mine
-    gathered = np.asarray(multihost_utils.process_allgather(padded))
-    return [gathered[i][gathered[i][:, 0] >= 0] for i in range(gathered.shape[0])]
+    padded = np.full((share_size, 4), -1, np.int32)  # reason -1: padding
+    padded[:len(mine), :2] = mine[:, :2]
+    padded[:len(mine), 2] = mine[:, 2] >> 31
+    padded[:len(mine), 3] = mine[:, 2] & (2**31 - 1)
+    gathered = np.asarray(multihost_utils.process_allgather(padded)).astype(np.int64)
+    shares = []
+    for share in gathered:
+        share = share[share[:, 0] >= 0]
+        shares.append(np.stack([share[:, 0], share[:, 1], (share[:, 2] << 31) | share[:, 3]], 1))
+    return shares
 
 
 def _agreed_by_all(token: str) -> bool:
@@ -229,30 +217,39 @@ def check_folder(root: str, files: list[tuple[str, int, int]],
     stats = CheckStats(listed=len(files), cache_dir=str(cache))
     prefix = os.path.join(os.fspath(root), "")
     rels = [path[len(prefix):] if path.startswith(prefix) else path for path, _, _ in files]
-    stored = _load_manifest(cache / MANIFEST, checker)
-    verdicts: list[Verdict | None] = []
-    unchecked = []
-    for i, ((path, size, mtime), rel) in enumerate(zip(files, rels)):
-        entry = stored.get(rel)
-        verdict = None
-        if size < 0:
-            verdict = ("unreadable", False, -1)
-        elif entry is not None and entry[0] == size and entry[1] == mtime:
-            verdict = _verdict(entry, max_pixels)
-        if verdict is None:
-            unchecked.append(i)
-        verdicts.append(verdict)
-    stats.cached = len(files) - len(unchecked)
+    size = np.fromiter((f[1] for f in files), np.int64, len(files))
+    mtime = np.fromiter((f[2] for f in files), np.int64, len(files))
+
+    # The stored entry of each file (a start on an unchanged folder lists the same paths in the
+    # same order: no lookups then).
+    stored_rels, stored = _load_manifest(cache / MANIFEST, checker)
+    if stored_rels == rels:
+        where = np.arange(len(rels))
+    else:
+        index = {rel: i for i, rel in enumerate(stored_rels)}
+        where = np.fromiter((index.get(rel, -1) for rel in rels), np.int64, len(rels))
+    found = where >= 0
+    entry = {name: column[np.maximum(where, 0)] if len(column) else np.zeros(len(rels), dtype)
+             for (name, column), dtype in zip(stored.items(), _COLUMNS.values())}
+    same = found & (entry["size"] == size) & (entry["mtime_ns"] == mtime) & (size >= 0)
+    # What each file keeps in the manifest, and its verdict today (under max_pixels).
+    keep = {"size": size, "mtime_ns": mtime, "reason": np.where(same, entry["reason"], -1),
+            "tf_decodes": same & entry["tf_decodes"], "pixels": np.where(same, entry["pixels"], -1)}
+    too_large, pixels = _CODE["too_large"], keep["pixels"]
+    # A file skipped as too large under a smaller limit than today's has not been decoded yet.
+    unchecked = np.flatnonzero((size >= 0) & ((keep["reason"] < 0) | (
+        (keep["reason"] == too_large) & (pixels >= 0) & (pixels <= max_pixels))))
+    stats.cached = int(np.count_nonzero(size >= 0)) - len(unchecked)
 
     token = hashlib.sha256(json.dumps(
-        [max_pixels, checker] + [[rels[i], files[i][1], files[i][2]] for i in unchecked]
+        [max_pixels, checker] + [[rels[i], int(size[i]), int(mtime[i])] for i in unchecked]
     ).encode()).hexdigest()[:24]
     shared = process_count > 1
     if shared and _distributed(process_count) and not _agreed_by_all(token):
         # The hosts' caches differ (each host has its own): every process checks all it lacks,
         # which gives the same verdicts, only later.
         shared = False
-    if unchecked:
+    if len(unchecked):
         share = unchecked[process_index::process_count] if shared else unchecked
         mine = _encode(inspect([files[i][0] for i in share]))
         stats.checked = len(share)
@@ -268,21 +265,25 @@ def check_folder(root: str, files: list[tuple[str, int, int]],
             stats.received = len(unchecked) - len(share)
         for index, verdicts_of_share in enumerate(shares):
             positions = unchecked[index::process_count] if shared else unchecked
-            for i, verdict in zip(positions, _decode(verdicts_of_share), strict=True):
-                verdicts[i] = verdict
+            keep["reason"][positions] = verdicts_of_share[:, 0]
+            keep["tf_decodes"][positions] = verdicts_of_share[:, 1].astype(bool)
+            keep["pixels"][positions] = verdicts_of_share[:, 2]
 
-    current = {}
-    for (_, size, mtime), rel, (reason, tf_decodes, pixels) in zip(files, rels, verdicts):
-        if reason != "unreadable":
-            old = stored.get(rel)
-            if reason == "too_large" and old is not None and old[:2] == (size, mtime) and (
-                    REASONS[old[2]] is None):
-                current[rel] = old  # good, only larger than today's limit: keep it good
-            else:
-                current[rel] = (size, mtime, _CODE[reason], tf_decodes, pixels)
-    if current != stored:
+    reason = np.where(size < 0, _CODE["unreadable"], keep["reason"])
+    # Good files over today's limit are skipped, and stay good in the manifest.
+    over = (reason == _CODE[None]) & (keep["pixels"] > max_pixels)
+    reason = np.where(over, too_large, reason)
+    verdicts = list(zip([REASONS[code] for code in reason.tolist()],
+                        (keep["tf_decodes"] & ~over).tolist(), keep["pixels"].tolist()))
+
+    # Stored: every file with a verdict but "unreadable" (permissions change, mtimes do not).
+    stored_now = np.flatnonzero((keep["reason"] >= 0) & (keep["reason"] != _CODE["unreadable"]))
+    new_rels = [rels[i] for i in stored_now]
+    if len(unchecked) or new_rels != stored_rels:
         try:
-            _save_manifest(cache / MANIFEST, current, os.fspath(root), checker)
+            _save_manifest(cache / MANIFEST, new_rels,
+                           {name: column[stored_now] for name, column in keep.items()},
+                           os.fspath(root), checker)
         except OSError as err:
             warnings.warn(f"could not write the folder check's manifest in {cache} ({err}); "
                           f"the next start checks the files again (set {CACHE_ENV} to a "

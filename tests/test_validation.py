@@ -5,9 +5,9 @@ import os
 import re
 
 import pytest
+from train_helpers import tiny_config
 
 from jaxzoo.train import configs
-from train_helpers import tiny_config
 
 
 @pytest.mark.parametrize("fields, message", [
@@ -22,8 +22,8 @@ from train_helpers import tiny_config
     ({"checkpoints_to_keep": 0}, "config.checkpoints_to_keep=0 must be at least 1"),
     ({"learning_rate": float("nan")}, "config.learning_rate=nan must be > 0"),
     ({"dtype": "float16"}, "config.dtype='float16' is not one of float32, bfloat16"),
-    ({"trainable": "Head"}, "config.trainable='Head' is not one of all, head. Did you mean "
-                            "--config.trainable=head"),
+    ({"trainable": "Head"}, ("config.trainable='Head' is not one of all, head. Did you mean "
+                             "--config.trainable=head")),
     ({"optimizer": "sgdd"}, "config.optimizer='sgdd' is not one of adam, adamw, sgd"),
     ({"crop_scale": (0.5, 2.0)}, r"config.crop_scale=\(0.5, 2.0\) must be \(\)"),
 ])

@@ -38,7 +38,7 @@ def create_manager(workdir: str, keep_latest: int, read_only: bool = False,
     named in a one-line error."""
     try:
         return _manager(workdir, keep_latest, read_only)
-    except Exception:  # noqa: BLE001  (a damaged metrics file is found below; else re-raised)
+    except Exception:  # a damaged metrics file is found below; anything else is re-raised
         directory = os.path.join(os.path.abspath(workdir), "checkpoints")
         damaged = _unreadable_metrics(directory)
         if not damaged:

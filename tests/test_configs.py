@@ -122,6 +122,21 @@ def test_a_model_option_the_config_does_not_list_is_added_from_the_command_line(
     assert checked.to_dict() == config.to_dict()
 
 
+def test_parsing_a_config_starts_no_jax_backend():
+    """train.py parses --config and its overrides before jax.distributed.initialize(), which
+    fails once a backend has started: loading a config, checking a model option and reading a
+    model's options must not query devices (create_model's "auto" lowering would)."""
+    code = ("import train\n"
+            "from jax._src import xla_bridge\n"
+            "config = train.load_config('regnet_y_400mf:shapes', ['model_kwargs.in_channels=1', "
+            "'num_epochs=2'])\n"
+            "assert config.model_kwargs.in_channels == 1\n"
+            "assert not xla_bridge.backends_are_initialized()\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
 def test_values_are_parsed_by_the_fields_type():
     config = configs.apply_overrides(configs.load_config("resnet18"), [
         "learning_rate=1", "tensorboard=false", "crop_scale=(0.5, 1.0)", "dataset=folder:/x/1",

@@ -127,6 +127,8 @@ def model_options(name: str) -> list[str]:
     (``in_channels``, ``dropout``, ``aux_logits``, ...), sorted: its fields but
     ``layers.BUILD_FIELDS`` (create_model's own arguments and the mesh axis) and flax's
     ``parent`` and ``name``."""
-    module = type(create_model(name))
+    # An explicit lowering: reading the class queries no device, so train.py checks options
+    # before jax.distributed.initialize() (which must come before any backend starts).
+    module = type(create_model(name, lowering="xla"))
     return sorted(f.name for f in dataclasses.fields(module)
                   if f.name not in (*layers.BUILD_FIELDS, "parent", "name"))

@@ -14,7 +14,9 @@ import os
 import shlex
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from jaxzoo import environment
+
+environment.quiet_tensorflow()
 
 from absl import app, flags  # noqa: E402
 
@@ -63,9 +65,9 @@ flags.DEFINE_bool("distributed", False, "multi-process: call jax.distributed.ini
 
 
 def compilation_cache_dir(config) -> str | None:
-    path = (config.compilation_cache_dir or os.environ.get("JAXZOO_COMPILATION_CACHE")
-            or os.path.join(os.path.expanduser("~"), ".cache", "jaxzoo", "xla"))
-    return None if path.lower() in ("off", "none") else path
+    """``config.compilation_cache_dir``, else ``$JAXZOO_COMPILATION_CACHE``, else
+    ``~/.cache/jaxzoo/xla``; None when that is ``off`` or ``none``."""
+    return environment.compilation_cache(config.compilation_cache_dir)
 
 
 def initialize_distributed(force: bool = False) -> bool:
@@ -74,16 +76,17 @@ def initialize_distributed(force: bool = False) -> bool:
     set. The process count and id come from ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` when
     set, otherwise from the cluster JAX detects (SLURM, Open MPI, Kubernetes, Cloud TPU). CPU
     processes exchange gradients over gloo, JAX's default."""
-    address = os.environ.get("JAX_COORDINATOR_ADDRESS")
+    try:
+        address, count, index = environment.coordinator()
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     if not (force or address):
         return False
     import jax
 
-    count, index = os.environ.get("JAX_NUM_PROCESSES"), os.environ.get("JAX_PROCESS_ID")
     try:
-        jax.distributed.initialize(coordinator_address=address,
-                                   num_processes=int(count) if count else None,
-                                   process_id=int(index) if index else None)
+        jax.distributed.initialize(coordinator_address=address, num_processes=count,
+                                   process_id=index)
     except ValueError as e:
         raise SystemExit(f"error: jax.distributed.initialize() failed: {e}. Outside a cluster that "
                          f"JAX detects (SLURM, Open MPI, Kubernetes, Cloud TPU), set "

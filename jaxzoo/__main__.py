@@ -6,7 +6,9 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from jaxzoo import environment
+
+environment.quiet_tensorflow()
 
 
 def cmd_list(args) -> int:
@@ -232,7 +234,9 @@ def cmd_export(args) -> int:
     platforms = args.platforms.split(",") if args.platforms else None
     exported = export.export(predictor, args.format, args.out, platforms)
     size = exported.image_size
-    resize = predictor.resize_size or int(size / 0.875)
+    from jaxzoo import imagenet
+
+    resize = imagenet.eval_resize_size(size, predictor.resize_size)
     if exported.format == "torch":
         print(f"wrote {exported.path} (class names: {exported.class_names_path}); load it with:\n"
               f"  model = {exported.constructor}\n"

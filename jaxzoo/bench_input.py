@@ -132,7 +132,7 @@ def _torch_loaders(root: str, size: int, batch: int, threads: int):
     normalize = transforms.Normalize(imagenet.MEAN, imagenet.STD)
     train = transforms.Compose([transforms.RandomResizedCrop(size),
                                 transforms.RandomHorizontalFlip(), transforms.ToTensor(), normalize])
-    evaluate = transforms.Compose([transforms.Resize(int(size / 0.875)),
+    evaluate = transforms.Compose([transforms.Resize(imagenet.eval_resize_size(size)),
                                    transforms.CenterCrop(size), transforms.ToTensor(), normalize])
     loaders = {}
     for pipeline, split, transform in (("train", "train", train), ("eval", "val", evaluate)):
@@ -240,5 +240,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from jaxzoo import environment
+
+    environment.quiet_tensorflow()
     raise SystemExit(main())

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 import sys
+
+from jaxzoo import environment
 
 # mallopt() parameters, from glibc's <malloc.h>.
 M_TRIM_THRESHOLD = -1
@@ -37,7 +38,7 @@ def keep_freed_memory(setting: str | None = None) -> bool:
     """Apply ``setting`` (default ``$JAXZOO_MALLOC``, else ``DEFAULT``). Returns True when
     malloc's settings were changed; False for ``system`` or on a platform without glibc (macOS,
     musl, Windows)."""
-    setting = setting or os.environ.get("JAXZOO_MALLOC") or DEFAULT
+    setting = setting or environment.malloc() or DEFAULT
     if setting not in SETTINGS:
         raise ValueError(f"JAXZOO_MALLOC must be one of {', '.join(SETTINGS)}, got {setting!r}")
     if not SETTINGS[setting] or not sys.platform.startswith("linux"):

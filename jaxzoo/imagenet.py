@@ -15,6 +15,27 @@ STD = (0.229, 0.224, 0.225)
 GRAY_MEAN = (sum(MEAN) / 3,)
 GRAY_STD = (sum(STD) / 3,)
 
+# torchvision's reference evaluation: Resize(int(crop / 0.875)) then CenterCrop(crop) (224 -> 256),
+# unless the weights publish their own resize size (``eval_resize_size``).
+EVAL_CROP_FRACTION = 0.875
+# The interpolations the evaluation transforms of torchvision's weights use (their Resize).
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+
+
+def eval_resize_size(crop_size: int, resize_size: int | None = None) -> int:
+    """The shorter side evaluation resizes to before its center crop of ``crop_size``:
+    ``resize_size`` when given, else ``int(crop_size / EVAL_CROP_FRACTION)`` as torchvision's
+    reference scripts."""
+    return int(resize_size or crop_size / EVAL_CROP_FRACTION)
+
+
+def check_interpolation(interpolation: str) -> str:
+    """``interpolation`` when it is one of ``INTERPOLATIONS``; a one-line error otherwise."""
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got "
+                         f"{interpolation!r}")
+    return interpolation
+
 
 def mean_std(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The normalization of ``channels``-channel images: ImageNet's for RGB, ``GRAY_*`` for one."""

@@ -18,16 +18,16 @@ import dataclasses
 import functools
 import json
 import os
-from importlib import resources
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from jaxzoo import imagenet
+
 
 def imagenet_class_names() -> list[str]:
-    """The 1000 ImageNet class names, in torchvision's order (shipped with jaxzoo)."""
-    text = resources.files("jaxzoo").joinpath("imagenet_classes.txt").read_text("utf-8")
-    return text.splitlines()
+    """The 1000 ImageNet class names, in torchvision's order (``jaxzoo.imagenet.class_names``)."""
+    return list(imagenet.class_names())
 
 
 class UnreadableImage(ValueError):
@@ -149,10 +149,7 @@ class Predictor:
         self.model_name, self.image_size, self.batch_size = model_name, int(image_size), batch_size
         # Resize the shorter side to resize_size (default image_size / 0.875), then center-crop.
         self.resize_size = int(resize_size) if resize_size else None
-        if interpolation not in ("bilinear", "bicubic", "nearest"):  # pipeline.INTERPOLATIONS
-            raise ValueError(f"interpolation must be bilinear, bicubic or nearest, got "
-                             f"{interpolation!r}")
-        self.interpolation = interpolation
+        self.interpolation = imagenet.check_interpolation(interpolation)
         if self.resize_size is not None and self.resize_size < self.image_size:
             raise ValueError(f"resize_size {self.resize_size} is smaller than the crop "
                              f"{self.image_size}")
@@ -237,8 +234,8 @@ class Predictor:
             raise ValueError(f"{entry.enum}.{entry.name} has no classifier to predict with "
                              f"(torchvision publishes it for feature extraction); choose other "
                              f"weights: python -m jaxzoo weights {name}")
-        if tuple(entry.transform.mean) != (0.485, 0.456, 0.406) or \
-                tuple(entry.transform.std) != (0.229, 0.224, 0.225):
+        if (tuple(entry.transform.mean), tuple(entry.transform.std)) != (imagenet.MEAN,
+                                                                         imagenet.STD):
             raise ValueError(f"{entry.enum}.{entry.name} expects another input normalization "
                              f"than ImageNet's mean and std, which the predictor applies")
         loaded = convert.load(name, entry, progress=progress)

@@ -7,14 +7,12 @@ read here, when a model is built, never while a function is traced.
 """
 from __future__ import annotations
 
-import os
 from typing import Iterable
 
 import jax
 
+from jaxzoo import environment
 from jaxzoo.models import lowering as lowerings
-
-LOWERING_ENV = "JAXZOO_LOWERING"
 
 
 def lowering_for(devices: Iterable[jax.Device] | None = None, choice: str = "auto") -> str:
@@ -22,7 +20,7 @@ def lowering_for(devices: Iterable[jax.Device] | None = None, choice: str = "aut
     is "xla" or "cpu"; for "auto", ``$JAXZOO_LOWERING`` if set, else ``lowerings.for_devices``."""
     if choice != "auto":
         return lowerings.check(choice)
-    override = os.environ.get(LOWERING_ENV)
+    override = environment.lowering()
     if override:
         return lowerings.check(override)
     return lowerings.for_devices(jax.devices() if devices is None else devices)

@@ -221,7 +221,7 @@ def test_killed_download_never_leaves_a_finished_looking_file(server, caches, tm
     path = "/slow/" + file_name
     server.files[path] = (data, "slow")  # about 2.4 s to send
     checkpoints, _ = caches
-    # hub.py on its own (stdlib and tqdm): no jax to import in the child.
+    # hub.py loaded on its own in a child, killed in the middle of the download.
     script = (f"import importlib.util, sys; spec = importlib.util.spec_from_file_location("
               f"'hub', {hub.__file__!r}); hub = importlib.util.module_from_spec(spec); "
               f"spec.loader.exec_module(hub); hub.fetch({server.url(path)!r}, {file_name!r})")
@@ -258,7 +258,7 @@ def test_offline_fails_in_seconds_naming_url_path_and_alternative(caches, monkey
     assert os.listdir(checkpoints) == []
 
     # A host that accepts the connection and never answers: the connect deadline, not minutes.
-    monkeypatch.setattr(hub, "CONNECT_TIMEOUT", 1.5)
+    monkeypatch.setenv("JAXZOO_CONNECT_TIMEOUT", "1.5")  # read at the call, after import
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(4)

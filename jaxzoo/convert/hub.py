@@ -19,12 +19,10 @@ import urllib.parse
 import urllib.request
 import uuid
 
+from jaxzoo import environment
+
 HASH_REGEX = re.compile(r"-([a-f0-9]*)\.")  # torch.hub.HASH_REGEX
 CHUNK = 128 * 1024
-# Seconds to reach the host and get the response headers (DNS, connect, TLS), and the longest
-# wait for the next chunk of the body. Offline, the first fails in seconds rather than minutes.
-CONNECT_TIMEOUT = float(os.environ.get("JAXZOO_CONNECT_TIMEOUT", 10))
-READ_TIMEOUT = float(os.environ.get("JAXZOO_READ_TIMEOUT", 60))
 
 
 class WeightsUnavailable(FileNotFoundError):
@@ -35,16 +33,9 @@ class WeightsHashMismatch(ValueError):
     """A downloaded file's sha256 does not start with the prefix in its name."""
 
 
-def torch_home() -> str:
-    """torch's ``_get_torch_home()``: ``$TORCH_HOME``, else ``$XDG_CACHE_HOME/torch``, else
-    ``~/.cache/torch``."""
-    return os.path.expanduser(os.getenv(
-        "TORCH_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch")))
-
-
 def checkpoints_dir() -> str:
     """``torch.hub.get_dir()/checkpoints``: where torchvision keeps downloaded weights."""
-    return os.path.join(torch_home(), "hub", "checkpoints")
+    return os.path.join(environment.torch_home(), "hub", "checkpoints")
 
 
 def hash_prefix(file_name: str) -> str | None:
@@ -127,16 +118,19 @@ def download(url: str, path: str, expected_prefix: str | None = None, *, progres
     from tqdm.auto import tqdm
 
     partial = f"{path}.{uuid.uuid4().hex}.partial"
+    # Seconds to reach the host and get the response headers (DNS, connect, TLS), and the
+    # longest wait for the next chunk of the body: offline, the first fails in seconds.
+    connect_timeout, read_timeout = environment.connect_timeout(), environment.read_timeout()
     try:
         try:
-            response = _open(url, CONNECT_TIMEOUT)
+            response = _open(url, connect_timeout)
         except Exception as e:  # URLError, OSError, timeout, http.client.HTTPException
             raise WeightsUnavailable(
                 f"could not download {what} from {url}: {_reason(e)} (is this machine offline?). "
                 + _advice(url, path)) from None
         with response:
-            try:  # a stalled transfer fails after READ_TIMEOUT, not the connect deadline
-                response.fp.raw._sock.settimeout(READ_TIMEOUT)
+            try:  # a stalled transfer fails after read_timeout, not the connect deadline
+                response.fp.raw._sock.settimeout(read_timeout)
             except AttributeError:
                 pass
             length = response.headers.get("Content-Length")

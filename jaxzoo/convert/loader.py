@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from jaxzoo import environment
 from jaxzoo import weights as weights_dir
 from jaxzoo.convert import hub
 from jaxzoo.convert.torchvision import (LoadReport, _head_num_classes, fit_variables,
@@ -62,8 +63,7 @@ class Loaded:
 def weights_cache_dir() -> str:
     """Where converted torchvision weights are kept: ``$JAXZOO_WEIGHTS_CACHE``, else
     ``$XDG_CACHE_HOME/jaxzoo/weights``, else ``~/.cache/jaxzoo/weights``."""
-    return os.path.expanduser(os.getenv("JAXZOO_WEIGHTS_CACHE") or os.path.join(
-        os.getenv("XDG_CACHE_HOME", "~/.cache"), "jaxzoo", "weights"))
+    return environment.weights_cache()
 
 
 def converted_dir(entry: WeightsEntry) -> str:

@@ -12,11 +12,9 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxzoo import imagenet
 from jaxzoo.convert.torchvision import from_torch, load_state_dict, num_classes_of
 from jaxzoo.models.registry import create_model, get_spec
-
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 def torchvision_model(name: str, num_classes: int = 1000, **torch_kwargs: Any):
@@ -178,4 +176,5 @@ def check_pretrained(name: str, weights: str = "DEFAULT", *, size: int | None = 
 def normalize(images_uint8: np.ndarray) -> np.ndarray:
     """uint8 NHWC RGB -> float32, normalized with ImageNet's mean and std (torchvision's
     ToTensor + Normalize, transposed)."""
-    return ((images_uint8.astype(np.float32) / 255.0) - IMAGENET_MEAN) / IMAGENET_STD
+    mean, std = np.asarray(imagenet.MEAN, np.float32), np.asarray(imagenet.STD, np.float32)
+    return ((images_uint8.astype(np.float32) / 255.0) - mean) / std

@@ -31,13 +31,10 @@ from jaxzoo.data import folder, replace, tfds_source
 from jaxzoo.data.augment import RandomErasing, make_policy
 from jaxzoo.data.source import Source, Window, crop, decode_window
 
-EVAL_CROP_FRACTION = 0.875
 CROP_SCALE = (0.08, 1.0)        # torchvision's RandomResizedCrop defaults
 CROP_RATIO = (3 / 4, 4 / 3)
 SHAPES_CROP_SCALE = (0.35, 1.0)  # small synthetic images: a 8% crop would often miss the shape
 IMAGE_DTYPES = ("float32", "uint8")
-
-INTERPOLATIONS = ("bilinear", "bicubic", "nearest")  # the eval transforms of torchvision weights
 
 
 def normalize(image: tf.Tensor) -> tf.Tensor:
@@ -95,18 +92,12 @@ def random_resized_crop(image, size: int, seed, scale=CROP_SCALE, ratio=CROP_RAT
                             size))
 
 
-def eval_resize(size: int, resize_size: int | None = None) -> int:
-    """The shorter side evaluation resizes to before its center crop of ``size``: ``resize_size``,
-    by default int(size / 0.875) as torchvision's reference scripts."""
-    return int(resize_size or size / EVAL_CROP_FRACTION)
-
-
 def resize_center_crop(image, size: int, resize_size: int | None = None,
                        interpolation: str = "bilinear"):
     """torchvision's Resize(resize_size) (shorter side, antialiased; default int(size / 0.875))
     + CenterCrop(size), uint8, as its evaluation transforms (and those of its pretrained weights:
     resnet50 IMAGENET1K_V2 resizes to 232 bilinear, inception_v3 to 342) prepare images."""
-    resize = eval_resize(size, resize_size)
+    resize = imagenet.eval_resize_size(size, resize_size)
     shape = tf.shape(image)
     height, width = shape[0], shape[1]
     short, long = tf.minimum(height, width), tf.maximum(height, width)
@@ -202,9 +193,7 @@ class Datasets:
         if image_dtype not in IMAGE_DTYPES:
             raise ValueError(f"image_dtype must be one of {IMAGE_DTYPES}, got {image_dtype!r}")
         imagenet.mean_std(channels)  # 1 or 3, else a clear error
-        if interpolation not in INTERPOLATIONS:
-            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got "
-                             f"{interpolation!r}")
+        imagenet.check_interpolation(interpolation)
         eval_crop_size = eval_crop_size or image_size
         if eval_resize_size is not None and eval_resize_size < eval_crop_size:
             raise ValueError(f"eval_resize_size={eval_resize_size} is smaller than the crop, "
@@ -283,8 +272,8 @@ class Datasets:
     @property
     def eval_transform(self) -> str:
         """Evaluation's transform, in torchvision's words."""
-        return (f"Resize({eval_resize(self.eval_crop_size, self.eval_resize_size)}, "
-                f"{self.interpolation}) + CenterCrop({self.eval_crop_size})")
+        resize = imagenet.eval_resize_size(self.eval_crop_size, self.eval_resize_size)
+        return f"Resize({resize}, {self.interpolation}) + CenterCrop({self.eval_crop_size})"
 
     def _eval_transform(self, image, size: int | None = None):
         """Evaluation's resize and center crop; of ``size`` (training without augmentation)

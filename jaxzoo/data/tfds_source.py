@@ -1,6 +1,5 @@
 """TFDS datasets (``tf_flowers``, ``cifar10``, ``imagenette``, ... and the built-in ``shapes``)."""
 import difflib
-import os
 import socket
 import threading
 import urllib.parse
@@ -8,15 +7,13 @@ import urllib.request
 
 import tensorflow_datasets as tfds
 
+from jaxzoo import environment
 from jaxzoo.data._tf import tf
 from jaxzoo.data import shapes
 from jaxzoo.data.source import Source
 
 SHUFFLE_BUFFER = 16_384  # examples; TFDS also shuffles the order of files each epoch
 JAXZOO_DATASETS = ("shapes", "shapes/CONFIG", "folder:PATH")
-# Seconds to look up and connect to a dataset's download host before TFDS is asked to download
-# (TFDS itself retries an unreachable host for minutes).
-REACH_TIMEOUT = float(os.environ.get("JAXZOO_CONNECT_TIMEOUT", 10))
 
 
 class DatasetUnavailable(RuntimeError):
@@ -66,9 +63,12 @@ def _connect(host: str, port: int, timeout: float) -> str | None:
     return outcome.get("error", f"no answer within {timeout:g} s")
 
 
-def unreachable_download_hosts(urls, timeout: float = REACH_TIMEOUT) -> str | None:
+def unreachable_download_hosts(urls, timeout: float | None = None) -> str | None:
     """Why none of the hosts ``urls`` download from can be reached (through the proxy when one
-    is set), or None when one can (or there is nothing to check)."""
+    is set), or None when one can (or there is nothing to check). ``timeout``: seconds to look
+    up and connect to each host before TFDS is asked to download (TFDS itself retries an
+    unreachable host for minutes); default ``$JAXZOO_CONNECT_TIMEOUT``, else 10."""
+    timeout = environment.connect_timeout() if timeout is None else timeout
     proxies = urllib.request.getproxies()
     targets = {}
     for url in urls:

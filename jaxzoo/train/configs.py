@@ -199,7 +199,9 @@ _RANGES = (
     ("profile_steps", "must be >= 0 (0: no profile)", lambda v: v >= 0),
     ("max_image_pixels", _AT_LEAST_1, lambda v: v >= 1),
 )
-_CHOICES = {"dtype": ("float32", "bfloat16"), "trainable": ("all", "head"),
+# config.trainable: every parameter is trained, or the classifier only (state.trainable_mask).
+TRAINABLE = ("all", "head")
+_CHOICES = {"dtype": ("float32", "bfloat16"), "trainable": TRAINABLE,
             "remat": ("none", "blocks", "blocks_full"), "lowering": ("auto", "xla", "cpu")}
 
 

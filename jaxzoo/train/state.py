@@ -10,6 +10,7 @@ from flax.training import train_state
 
 from jaxzoo import convert
 from jaxzoo.models import get_spec
+from jaxzoo.train.configs import TRAINABLE
 from jaxzoo.train.optim import (
     create_optimizer,
     learning_rate_schedule,  # noqa: F401 (its callers import it here)
@@ -33,10 +34,11 @@ def trainable_mask(model_name: str, params, trainable: str):
     e.g. ``fc`` or ``classifier.3``), not the auxiliary classifiers: the frozen backbone runs in
     inference mode, where they give no output and get no gradient. Frozen, they are also spared
     AdamW's decay, as torch's optimizers skip parameters without a gradient."""
+    if trainable not in TRAINABLE:
+        raise ValueError(f"config.trainable must be one of {', '.join(TRAINABLE)}, got "
+                         f"{trainable!r}")
     if trainable == "all":
         return jax.tree.map(lambda _: True, params)  # any module, registered or not
-    if trainable != "head":
-        raise ValueError(f'config.trainable must be "all" or "head", got {trainable!r}')
     spec = get_spec(model_name)
     aux = tuple(f"{m}." for m in convert.weights_table.aux_modules_for(model_name))
     flat = traverse_util.flatten_dict(params)

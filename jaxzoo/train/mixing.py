@@ -23,6 +23,16 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+MIX_STREAM = 0x6D6978  # "mix": its keys are folded from the step's dropout key with this
+
+
+def key_for(rng: jax.Array, step, device_index) -> jax.Array:
+    """The key of one device's draws at global ``step``: the train step's dropout key for that
+    step and device (``fold_in(fold_in(rng, step), device_index)``) folded with ``MIX_STREAM``,
+    so dropout's draws stay what they were without mixing."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(rng, step), device_index),
+                              MIX_STREAM)
+
 
 def draw(key: jax.Array, image_shape, *, mixup_alpha: float, cutmix_alpha: float) -> dict:
     """The random choices for one batch of ``image_shape`` (N, H, W, C): ``cutmix`` (whether

@@ -18,6 +18,16 @@ does (``mapping`` lists the choices; the README's "Training parity with PyTorch"
   into the step size, which is the same quantity.
 * the schedule: optax's ``warmup_cosine_decay_schedule`` is evaluated per step, so the torch side
   is a ``LambdaLR`` stepped after every optimizer step with the same formula (not per epoch).
+* torchvision's reference options (``jaxzoo.train.optim``, ``mixing``, ``ema``): the torch side
+  is the reference script's own choice: ``torch.optim.SGD``/``RMSprop``/``AdamW`` over the
+  parameter groups of its ``set_weight_decay`` (norm layers by module class, ``bias`` by name);
+  its schedulers (``LinearLR``/``ConstantLR`` warmup in ``SequentialLR`` before ``StepLR``,
+  ``ExponentialLR`` or ``CosineAnnealingLR``) counted in steps, as jaxzoo evaluates them per
+  step (``StepLR(step_size=lr_step_size * steps_per_epoch)``, ``ExponentialLR(gamma **
+  (1 / steps_per_epoch))``); transforms.v2 ``MixUp``/``CutMix`` on each device's share of the
+  batch, fed jaxzoo's draws for that device and step; the average of the weights as the
+  reference's ``ExponentialMovingAverage`` (``AveragedModel(use_buffers=True)``) with its update
+  rule, compared like the weights.
 * ``trainable="head"``: the backbone gets ``optax.set_to_zero`` and the model runs in inference
   mode; torch freezes the same parameters (``requires_grad_(False)``), optimizes the head only and
   puts the model in ``eval()``.
@@ -50,6 +60,8 @@ import numpy as np
 
 from jaxzoo.convert.parity import randomize_, torchvision_model
 from jaxzoo.convert.torchvision import from_torch, to_torch
+from jaxzoo.train import ema as ema_lib
+from jaxzoo.train import mixing
 
 LOSS_TOLERANCE = 1e-4      # per step, relative to torch's loss
 STATS_TOLERANCE = 1e-3     # per running-statistic tensor, relative to its largest magnitude
@@ -147,6 +159,18 @@ class TrainParityResult:
     reference_losses: list[float] | None = None  # torch in float64
     jax_vs_reference: Difference | None = None
     torch_vs_reference: Difference | None = None  # the float32 floor
+    ema_diff: Difference | None = None            # the weights' averages (model_ema)
+    ema_vs_reference: Difference | None = None    # jaxzoo's average against torch's in float64
+
+    def ema_ok(self) -> bool:
+        """The averages agree as the weights must: within the fixed tolerances, or as close to
+        torch's float64 average as the float32 floor allows the weights."""
+        if self.ema_diff is None or self.ema_diff.within(loss=math.inf):
+            return True
+        ours, floor = self.ema_vs_reference, self.torch_vs_reference
+        return (ours is not None and floor is not None
+                and ours.weights < max(WEIGHT_TOLERANCE, FLOOR_FACTOR * floor.weights)
+                and ours.stats <= max(STATS_TOLERANCE, FLOOR_FACTOR * floor.stats))
 
     def within_floor(self) -> bool:
         """Whether jaxzoo is about as close to the float64 reference as torch's own float32 run
@@ -161,6 +185,8 @@ class TrainParityResult:
                 and ours.stats <= max(STATS_TOLERANCE, FLOOR_FACTOR * floor.stats))
 
     def verdict(self) -> str:
+        if not self.ema_ok():
+            return "FAIL"
         if self.diff.within():
             return "PASS"
         if self.within_floor():
@@ -189,6 +215,111 @@ def lr_schedule(config, steps_per_epoch: int) -> tuple[int, int, Callable[[int],
     return warmup, total, factor
 
 
+def uses_reference_schedulers(config) -> bool:
+    """Whether ``config``'s schedule needs the reference's schedulers (anything but the default
+    warmup from 0 + cosine to 0, which ``lr_schedule``'s ``LambdaLR`` gives)."""
+    return not (config.get("lr_schedule", "cosine") == "cosine"
+                and config.get("warmup_method", "linear") == "linear"
+                and not config.get("warmup_decay", 0.0) and not config.get("lr_min", 0.0))
+
+
+def reference_param_groups(model, config) -> list[dict]:
+    """The reference script's parameter groups (``utils.set_weight_decay``): parameters named
+    ``bias`` at ``bias_weight_decay`` when set, else those of norm modules at
+    ``norm_weight_decay`` when set, else ``weight_decay``; frozen parameters left out."""
+    import torch
+
+    norm_classes = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.LayerNorm,
+                    torch.nn.GroupNorm, torch.nn.modules.instancenorm._InstanceNorm,
+                    torch.nn.LocalResponseNorm)
+    norm_wd, bias_wd = config.get("norm_weight_decay"), config.get("bias_weight_decay")
+    groups: dict[float, list] = {}
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad:
+                continue
+            if bias_wd is not None and name == "bias":
+                wd = bias_wd
+            elif norm_wd is not None and isinstance(module, norm_classes):
+                wd = norm_wd
+            else:
+                wd = config.weight_decay
+            groups.setdefault(float(wd), []).append(p)
+    return [{"params": p, "weight_decay": wd} for wd, p in groups.items()]
+
+
+def reference_optimizer(model, config):
+    """``torch.optim`` as the reference script builds it for ``config.optimizer``."""
+    import torch
+
+    groups, lr = reference_param_groups(model, config), float(config.learning_rate)
+    name, wd, momentum = config.optimizer, float(config.weight_decay), float(config.momentum)
+    if name.startswith("sgd"):
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=wd,
+                               nesterov="nesterov" in name)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=lr, momentum=momentum, weight_decay=wd,
+                                   eps=0.0316, alpha=0.9)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=wd)
+    raise ValueError(f"no reference optimizer {name!r}")
+
+
+def reference_scheduler(optimizer, config, steps_per_epoch: int):
+    """The reference script's scheduler for ``config``, counted in steps (see the module
+    docstring), stepped after every optimizer step."""
+    import torch
+
+    sched = torch.optim.lr_scheduler
+    warmup, total, _ = lr_schedule(config, steps_per_epoch)
+    kind, gamma = config.lr_schedule, float(config.lr_gamma)
+    if kind == "step":
+        main = sched.StepLR(optimizer, step_size=max(int(config.lr_step_size * steps_per_epoch),
+                                                     1), gamma=gamma)
+    elif kind == "exponential":
+        main = sched.ExponentialLR(optimizer, gamma=gamma ** (1.0 / steps_per_epoch))
+    elif kind == "cosine":
+        main = sched.CosineAnnealingLR(optimizer, T_max=total - warmup,
+                                       eta_min=float(config.lr_min))
+    else:
+        main = sched.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    if not warmup:
+        return main
+    decay = float(config.warmup_decay)
+    if config.warmup_method == "constant":
+        first = sched.ConstantLR(optimizer, factor=decay, total_iters=warmup)
+    elif decay > 0:
+        first = sched.LinearLR(optimizer, start_factor=decay, total_iters=warmup)
+    else:  # LinearLR takes no start_factor of 0: the same line as a LambdaLR
+        first = sched.LambdaLR(optimizer, lambda step: step / warmup)
+    return sched.SequentialLR(optimizer, schedulers=[first, main], milestones=[warmup])
+
+
+def _mixed(images, labels, shards: list[dict], config):
+    """transforms.v2 MixUp/CutMix on each device's share of the batch, with jaxzoo's draws."""
+    import torch
+    from torchvision.transforms import v2
+
+    out_images, out_targets = [], []
+    for x, y, draw in zip(torch.chunk(images, len(shards)), torch.chunk(labels, len(shards)),
+                          shards):
+        if draw["cutmix"]:
+            transform = v2.CutMix(alpha=float(config.cutmix_alpha),
+                                  num_classes=draw["num_classes"])
+            x1, y1, x2, y2 = draw["box"]
+            area = (x2 - x1) * (y2 - y1) / (x.shape[-1] * x.shape[-2])
+            params = {"box": draw["box"], "lam_adjusted": float(1.0 - area)}
+        else:
+            transform = v2.MixUp(alpha=float(config.mixup_alpha),
+                                 num_classes=draw["num_classes"])
+            params = {"lam": draw["lam"]}
+        transform.make_params = lambda flat_inputs, params=params: params  # the same draws
+        x, targets = transform(x, y)
+        out_images.append(x)
+        out_targets.append(targets)
+    return torch.cat(out_images), torch.cat(out_targets).to(images.dtype)
+
+
 class TorchTrainer:
     """The PyTorch equivalent of jaxzoo's step for ``config`` on a copy of ``torch_model``."""
 
@@ -207,7 +338,11 @@ class TorchTrainer:
         self.decay = [p for p in self.trained if p.ndim > 1]
         self.no_decay = [p for p in self.trained if p.ndim <= 1]
         lr, wd = float(config.learning_rate), float(config.weight_decay)
-        if wd:  # decoupled, kernels only: optax.adamw(mask=ndim > 1)
+        self.config, self.steps_per_epoch, self.steps_done = config, steps_per_epoch, 0
+        self.reference = config.get("optimizer", "adam") != "adam"
+        if self.reference:
+            self.optimizer = reference_optimizer(self.model, config)
+        elif wd:  # decoupled, kernels only: optax.adamw(mask=ndim > 1)
             self.optimizer = torch.optim.AdamW(
                 [{"params": self.decay, "weight_decay": wd},
                  {"params": self.no_decay, "weight_decay": 0.0}],
@@ -216,7 +351,16 @@ class TorchTrainer:
             self.optimizer = torch.optim.Adam(self.trained, lr=lr, betas=(0.9, 0.999), eps=1e-8,
                                               weight_decay=0.0)
         self.warmup, self.total, factor = lr_schedule(config, steps_per_epoch)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        if uses_reference_schedulers(config):
+            self.scheduler = reference_scheduler(self.optimizer, config, steps_per_epoch)
+        else:
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self.ema = None
+        if config.get("model_ema", False):  # the reference's ExponentialMovingAverage
+            decay = ema_lib.adjusted_decay(config)
+            self.ema = torch.optim.swa_utils.AveragedModel(
+                self.model, avg_fn=lambda avg, p, n: decay * avg + (1 - decay) * p,
+                use_buffers=True)
         self.criterion = torch.nn.CrossEntropyLoss(label_smoothing=float(config.label_smoothing))
         self.aux_weights = [float(w) for w in config.aux_loss_weights]
         self.clip = float(config.grad_clip_norm)
@@ -226,14 +370,17 @@ class TorchTrainer:
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
-    def step(self, batch: dict) -> float:
+    def step(self, batch: dict, mix: list[dict] | None = None) -> float:
+        """One step on ``batch``; ``mix``: MixUp/CutMix draws, one per device's share."""
         import torch
 
         self.optimizer.zero_grad(set_to_none=True)
         images = torch.from_numpy(batch["image"].transpose(0, 3, 1, 2).copy()).to(self.dtype)
+        labels = torch.from_numpy(batch["label"].astype(np.int64))
+        if mix is not None:  # the collate function's mixing; soft targets
+            images, labels = _mixed(images, labels, mix, self.config)
         outputs = self.model(images)
         logits, *aux = outputs if isinstance(outputs, tuple) else (outputs,)
-        labels = torch.from_numpy(batch["label"].astype(np.int64))
         loss = self.criterion(logits, labels)
         for weight, aux_logits in zip(self.aux_weights, aux):  # GoogLeNet: (logits, aux2, aux1)
             loss = loss + weight * self.criterion(aux_logits, labels)
@@ -242,10 +389,69 @@ class TorchTrainer:
             self.grad_norms.append(float(torch.nn.utils.clip_grad_norm_(self.trained, self.clip)))
         self.optimizer.step()
         self.scheduler.step()
+        if self.ema is not None:  # the reference's train_one_epoch
+            epoch, i = divmod(self.steps_done, self.steps_per_epoch)
+            if i % self.config.model_ema_steps == 0:
+                self.ema.update_parameters(self.model)
+                if epoch < self.config.warmup_epochs:
+                    self.ema.n_averaged.fill_(0)
+        self.steps_done += 1
         return float(loss.detach())
 
     def state(self) -> dict:
         return {k: v.detach().numpy() for k, v in self.model.state_dict().items()}
+
+    def ema_state(self) -> dict | None:
+        if self.ema is None:
+            return None
+        return {k: v.detach().numpy() for k, v in self.ema.module.state_dict().items()}
+
+
+def _optimizer_line(config, trainer) -> str:
+    wd = float(config.weight_decay)
+    if trainer.reference:
+        groups = ", ".join(f"{len(g['params'])} at {g['weight_decay']:g}"
+                           for g in trainer.optimizer.param_groups)
+        return (f"optimizer: jaxzoo.train.optim {config.optimizer} -> the reference's "
+                f"{type(trainer.optimizer).__name__} (momentum {config.momentum:g}), parameter "
+                f"groups as its set_weight_decay: {groups} (weight_decay)")
+    if wd:
+        return (f"optimizer: optax.adamw(weight_decay={wd:g}, kernels only) -> torch.optim.AdamW, "
+                f"{len(trainer.decay)} kernels (ndim > 1) at weight_decay={wd:g} and "
+                f"{len(trainer.no_decay)} biases/BatchNorm parameters at 0 (decoupled like optax; "
+                f"not torch.optim.Adam's weight_decay, an L2 term added to the gradient)")
+    return "optimizer: optax.adam -> torch.optim.Adam(betas=(0.9, 0.999), eps=1e-8, weight_decay=0)"
+
+
+def _schedule_line(config, trainer, steps_per_epoch: int) -> str:
+    steps = (f"warmup {trainer.warmup} of {trainer.total} steps ({config.warmup_epochs:g} and "
+             f"{config.num_epochs:g} epochs of {steps_per_epoch} steps)")
+    if not uses_reference_schedulers(config):
+        return (f"schedule: optax.warmup_cosine_decay_schedule per step, peak "
+                f"{config.learning_rate:g}, {steps} -> LambdaLR with the same formula, stepped "
+                f"after every optimizer step (not per epoch)")
+    return (f"schedule: jaxzoo.train.optim {config.warmup_method} warmup (decay "
+            f"{config.warmup_decay:g}) then {config.lr_schedule}, per step, {steps} -> the "
+            f"reference's {type(trainer.scheduler).__name__} counted in steps, stepped after "
+            f"every optimizer step")
+
+
+def _mix_draws(config, rng, steps: int, devices: int, shard_shape, num_classes: int):
+    """Per step, the MixUp/CutMix draws of each device's share as the train step makes them
+    (``mixing.key_for``), or None per step without mixing."""
+    mixup, cutmix = config.get("mixup_alpha", 0.0), config.get("cutmix_alpha", 0.0)
+    if mixup <= 0 and cutmix <= 0:
+        return [None] * steps
+    draws = []
+    for step in range(steps):
+        shards = []
+        for device in range(devices):
+            d = jax.device_get(mixing.draw(mixing.key_for(rng, step, device), shard_shape,
+                                           mixup_alpha=mixup, cutmix_alpha=cutmix))
+            shards.append({"cutmix": bool(d["cutmix"]), "lam": float(d["lam"]),
+                           "box": tuple(int(v) for v in d["box"]), "num_classes": num_classes})
+        draws.append(shards)
+    return draws
 
 
 def _batches(steps: int, batch: int, size: int, num_classes: int, seed: int) -> list[dict]:
@@ -312,23 +518,33 @@ def run(name: str, config, *, steps: int = 10, batch: int = 8, size: int = 64,
     torch_trainer = torch_trainer or TorchTrainer
     trainer = torch_trainer(torch_model, config, spec, steps_per_epoch)
 
-    lr, wd, clip = float(config.learning_rate), float(config.weight_decay), trainer.clip
+    lr, clip = float(config.learning_rate), trainer.clip
     smoothing = float(config.label_smoothing)
     mapping = [
         (f"jaxzoo: the trainer's step (build_training) on {mesh.size} {jax.devices()[0].platform} "
          f"device(s), lowering {lowering!r}, batch {batch} split {batch // mesh.size} per device "
          f"(gradients averaged, BatchNorm statistics synchronized); torch: the whole batch"),
-        (f"optimizer: optax.adamw(weight_decay={wd:g}, kernels only) -> torch.optim.AdamW, "
-         f"{len(trainer.decay)} kernels (ndim > 1) at weight_decay={wd:g} and "
-         f"{len(trainer.no_decay)} biases/BatchNorm parameters at 0 (decoupled like optax; not "
-         f"torch.optim.Adam's weight_decay, an L2 term added to the gradient)") if wd else
-        "optimizer: optax.adam -> torch.optim.Adam(betas=(0.9, 0.999), eps=1e-8, weight_decay=0)",
+        _optimizer_line(config, trainer),
         ("epsilon: both m_hat / (sqrt(v_hat) + 1e-8), outside the square root (optax eps_root=0; "
-         "torch folds the bias corrections into the step size)"),
-        (f"schedule: optax.warmup_cosine_decay_schedule per step, peak {lr:g}, warmup "
-         f"{trainer.warmup} of {trainer.total} steps ({config.warmup_epochs:g} and "
-         f"{config.num_epochs:g} epochs of {steps_per_epoch} steps) -> LambdaLR with the same "
-         f"formula, stepped after every optimizer step (not per epoch)"),
+         "torch folds the bias corrections into the step size)")
+        if config.get("optimizer", "adam") in ("adam", "adamw") else
+        ("epsilon: sqrt(v) + 0.0316, outside the square root as torch.optim.RMSprop (optax "
+         "scale_by_rms(eps_in_sqrt=False)); the learning rate after the momentum")
+        if config.optimizer == "rmsprop" else
+        "momentum: torch's buffer (the first gradient, then momentum * buf + g), times the lr",
+        _schedule_line(config, trainer, steps_per_epoch),
+        (f"mixing: MixUp(alpha={config.mixup_alpha:g}) / CutMix(alpha={config.cutmix_alpha:g}) "
+         f"per device share of {batch // mesh.size} with jaxzoo's draws (choice, lambda, box) -> "
+         f"torchvision.transforms.v2 MixUp / CutMix on the same shares with the same draws, "
+         f"CrossEntropyLoss on the soft targets")
+        if config.get("mixup_alpha", 0.0) > 0 or config.get("cutmix_alpha", 0.0) > 0
+        else "mixing: none",
+        (f"EMA: every {config.model_ema_steps} step(s) of each epoch, decay "
+         f"{ema_lib.adjusted_decay(config):.6g} (model_ema_decay {config.model_ema_decay:g} "
+         f"adjusted for batch {config.batch_size}, {config.num_epochs:g} epochs), copies during "
+         f"the {config.warmup_epochs:g} warmup epoch(s) -> AveragedModel(use_buffers=True) with "
+         f"the reference's avg_fn and update rule")
+        if config.get("model_ema", False) else "EMA: none",
         (f"loss: softmax cross-entropy on optax.smooth_labels({smoothing:g}) -> "
          f"CrossEntropyLoss(label_smoothing={smoothing:g})"
          + (" + " + " + ".join(f"{w:g} x CE(output {i + 1})"
@@ -350,12 +566,14 @@ def run(name: str, config, *, steps: int = 10, batch: int = 8, size: int = 64,
     log(f"  {'step':>4}  {'lr':>9}  {'jaxzoo loss':>12}  {'torch loss':>12}  {'relative':>9}")
 
     batches = _batches(steps, batch, size, num_classes, seed)
+    mixes = _mix_draws(config, jax.device_get(state.rng), steps, mesh.size,
+                       (batch // mesh.size, size, size, 3), num_classes)
     lrs, jax_losses, torch_losses = [], [], []
     with jax.default_matmul_precision("highest"):
         for i, b in enumerate(batches):
             state, metrics = train_step(state, shard_batch(mesh, b))
             lrs.append(trainer.lr)
-            torch_losses.append(trainer.step(b))
+            torch_losses.append(trainer.step(b, mixes[i]))
             jax_losses.append(float(metrics["loss"]))
             rel = abs(jax_losses[-1] - torch_losses[-1]) / max(abs(torch_losses[-1]), 1e-12)
             log(f"  {i:>4}  {lrs[-1]:>9.3e}  {jax_losses[-1]:>12.7f}  {torch_losses[-1]:>12.7f}  "
@@ -373,13 +591,19 @@ def run(name: str, config, *, steps: int = 10, batch: int = 8, size: int = 64,
         weight_change=change, seconds=0.0,
         states={"initial": initial, "jaxzoo": ours, "torch": theirs},
         grad_norms=trainer.grad_norms)
+    ours_ema = None
+    if trainer.ema is not None:
+        ours_ema = to_torch(name, jax.device_get({"params": state.ema["params"],
+                                                  "batch_stats": state.ema["batch_stats"]}))
+        result.ema_diff = compare(ours_ema, trainer.ema_state(), initial, params, [], [], lr)
+        result.states["jaxzoo_ema"], result.states["torch_ema"] = ours_ema, trainer.ema_state()
     if reference == "float64" or (reference == "auto" and not result.diff.within()):
         log("  torch again in float64 from the same start, to measure float32's own error:")
         log(f"  {'step':>4}  {'torch f64 loss':>14}  {'jaxzoo vs f64':>13}  {'torch vs f64':>12}")
         exact = torch_trainer(torch_model, config, spec, steps_per_epoch, torch.float64)
         result.reference_losses = []
         for i, b in enumerate(batches):
-            result.reference_losses.append(exact.step(b))
+            result.reference_losses.append(exact.step(b, mixes[i]))
             ref = result.reference_losses[-1]
             log(f"  {i:>4}  {ref:>14.7f}  {abs(jax_losses[i] - ref) / abs(ref):>13.2e}  "
                 f"{abs(torch_losses[i] - ref) / abs(ref):>12.2e}")
@@ -388,6 +612,9 @@ def run(name: str, config, *, steps: int = 10, batch: int = 8, size: int = 64,
                                           result.reference_losses, lr)
         result.torch_vs_reference = compare(theirs, reference_state, initial, params,
                                             torch_losses, result.reference_losses, lr)
+        if ours_ema is not None:
+            result.ema_vs_reference = compare(ours_ema, exact.ema_state(), initial, params, [],
+                                              [], lr)
     result.seconds = time.perf_counter() - start
     return result
 
@@ -397,6 +624,10 @@ def report(result: TrainParityResult) -> str:
     lines = ["jaxzoo against torch (float32):", result.diff.describe(),
              (f"  training moved the weights by up to {result.weight_change:.2e} of a tensor's "
               f"largest magnitude")]
+    if result.ema_diff is not None:
+        lines += ["the weights' averages (EMA), jaxzoo against torch:",
+                  "\n".join(line for line in result.ema_diff.describe().splitlines()
+                            if "losses" not in line)]
     if result.jax_vs_reference is not None:
         lines += ["jaxzoo against torch in float64:", result.jax_vs_reference.describe(),
                   "torch (float32) against torch in float64, the float32 floor:",

@@ -85,5 +85,5 @@ def build_training(config, mesh: jax.sharding.Mesh, *, num_classes: int, steps_p
     return Training(
         model=model, state=replicate(mesh, state), mask=mask,
         train_step=make_train_step_for_config(config, model, mesh, num_classes=num_classes,
-                                              mask=mask),
+                                              mask=mask, steps_per_epoch=steps_per_epoch),
         eval_step=make_eval_step(model, mesh, num_classes=num_classes))

@@ -10,6 +10,7 @@ from flax.training import train_state
 
 from jaxzoo import convert
 from jaxzoo.models import get_spec
+from jaxzoo.train import ema
 from jaxzoo.train.configs import TRAINABLE
 from jaxzoo.train.optim import (
     create_optimizer,
@@ -21,10 +22,12 @@ from jaxzoo.train.optim import (
 
 class TrainState(train_state.TrainState):
     """flax's TrainState (step, params, opt_state, apply_fn, tx) plus BatchNorm statistics and
-    the base key that dropout keys are folded from."""
+    the base key that dropout keys are folded from; with ``config.model_ema``, the weights'
+    moving average (``jaxzoo.train.ema``: float32 params and batch_stats, and ``n_averaged``)."""
 
     batch_stats: Any = None
     rng: jax.Array | None = None
+    ema: Any = None
 
 
 def trainable_mask(model_name: str, params, trainable: str):
@@ -105,5 +108,7 @@ def create_train_state(config, model, variables: dict, steps_per_epoch: int,
     # torchvision's norm-layer parameters, for norm_weight_decay (traced once, abstractly).
     norms = norm_parameters(model, config.image_size) if needs_norms(config) else None
     tx = create_optimizer(config, steps_per_epoch, mask, norms)
+    batch_stats = variables.get("batch_stats", {})
+    average = ema.init(variables["params"], batch_stats) if config.get("model_ema") else None
     return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
-                             batch_stats=variables.get("batch_stats", {}), rng=rng)
+                             batch_stats=batch_stats, rng=rng, ema=average)

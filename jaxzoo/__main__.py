@@ -267,7 +267,7 @@ def cmd_bench(args) -> int:
     if args.input is not None:
         return _bench_input(args)
 
-    modes = ["train", "infer"] if args.mode == "both" else [args.mode]
+    modes = [m for mode in args.mode for m in (["train", "infer"] if mode == "both" else [mode])]
     rows = bench.run(args.models, modes, batch=args.batch, size=args.size or 128, dtype=args.dtype,
                      threads=args.threads, repeats=args.repeats, steps=args.steps,
                      compare=None if args.compare == "none" else args.compare,
@@ -404,9 +404,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="images/s of jaxzoo beside torchvision, same threads and batch")
     p.add_argument("--models", nargs="+", default=["resnet18", "resnet50", "resnext50_32x4d"])
-    p.add_argument("--mode", choices=["train", "plain", "infer", "both"], default="train",
-                   help="train: the trainer's step; plain: a user's own jitted step on "
-                        "create_model(name); infer: the predictor's forward; both: train and infer")
+    p.add_argument("--mode", nargs="+", choices=["train", "plain", "infer", "both"],
+                   default=["train"],
+                   help="one or more of: train (the trainer's step), plain (a user's own jitted "
+                        "step on create_model(name)), infer (the predictor's forward), both "
+                        "(train and infer)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--size", type=int, default=None,
                    help="input side in pixels (default 128; 224 with --input)")

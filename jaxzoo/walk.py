@@ -138,10 +138,9 @@ def walk(tops, *, ancestors=(), extensions=IMAGE_EXTENSIONS, stat: bool = False,
     listing = Listing(files)
     while queue:  # breadth first: links met inside a followed link come after the others
         index, link = queue.pop(0)
-        target = os.readlink(link) if os.path.islink(link) else link
         try:
-            ident = _identity(os.stat(link))
-        except OSError:
+            ident, target = _identity(os.stat(link)), os.readlink(link)
+        except OSError:  # removed meanwhile
             continue
         if ident in visited:
             on_path = {path_identity.get(parent) for parent in _parents(link)}

@@ -25,11 +25,13 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
+from jaxzoo import imagenet
+
 OPS = ("Identity", "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness",
        "Color", "Contrast", "Sharpness", "Posterize", "Solarize", "AutoContrast", "Equalize",
        "Invert")
-INTERPOLATIONS = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR,
-                  "bicubic": Image.BICUBIC}
+# PIL's resampling filter for each of the interpolations (imagenet.INTERPOLATIONS).
+INTERPOLATIONS = {name: getattr(Image.Resampling, name.upper()) for name in imagenet.INTERPOLATIONS}
 AUTO_AUGMENT_POLICIES = ("imagenet", "cifar10", "svhn")
 POLICIES = ("",) + AUTO_AUGMENT_POLICIES + ("ra", "ta_wide", "augmix")  # the reference's names
 
@@ -98,9 +100,7 @@ def apply_op(image: np.ndarray, op: str, magnitude: float, *, interpolation: str
     ops ``1 + magnitude`` as their PIL factor, Posterize the bits kept, Solarize the threshold.
     ``interpolation`` resamples the geometric ops; ``fill`` is the value of the pixels they
     uncover (0 by default)."""
-    if interpolation not in INTERPOLATIONS:
-        raise ValueError(f"interpolation must be one of {tuple(INTERPOLATIONS)}, got "
-                         f"{interpolation!r}")
+    imagenet.check_interpolation(interpolation)
     channels = image.shape[-1] if image.ndim == 3 else 0
     pil = _to_pil(image)
     resample = INTERPOLATIONS[interpolation]

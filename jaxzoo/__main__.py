@@ -1,4 +1,4 @@
-"""python -m jaxzoo {list,weights,convert,check,predict,evaluate,export,bench} ..."""
+"""python -m jaxzoo {list,weights,convert,check,predict,evaluate,export,bench,recipe} ..."""
 from __future__ import annotations
 
 import argparse
@@ -291,6 +291,64 @@ def _bench_input(args) -> int:
     return 0
 
 
+# The reference script's flag for each recipe field (jaxzoo.configs.recipes).
+_RECIPE_FLAGS = {
+    "dataset": "--data-path", "image_size": "--train-crop-size",
+    "batch_size": "--batch-size x GPUs", "num_epochs": "--epochs", "optimizer": "--opt",
+    "learning_rate": "--lr", "momentum": "--momentum", "weight_decay": "--weight-decay",
+    "norm_weight_decay": "--norm-weight-decay", "bias_weight_decay": "--bias-weight-decay",
+    "label_smoothing": "--label-smoothing", "mixup_alpha": "--mixup-alpha",
+    "cutmix_alpha": "--cutmix-alpha", "lr_schedule": "--lr-scheduler",
+    "lr_step_size": "--lr-step-size", "lr_gamma": "--lr-gamma", "lr_min": "--lr-min",
+    "warmup_epochs": "--lr-warmup-epochs", "warmup_method": "--lr-warmup-method",
+    "warmup_decay": "--lr-warmup-decay", "auto_augment": "--auto-augment",
+    "ra_magnitude": "--ra-magnitude", "augmix_severity": "--augmix-severity",
+    "random_erase": "--random-erase", "model_ema": "--model-ema",
+    "model_ema_steps": "--model-ema-steps", "model_ema_decay": "--model-ema-decay",
+    "interpolation": "--interpolation", "val_resize_size": "--val-resize-size",
+    "val_crop_size": "--val-crop-size", "ra_reps": "--ra-sampler --ra-reps",
+    "grad_clip_norm": "--clip-grad-norm",
+}
+
+
+def cmd_recipe(args) -> int:
+    """The reference command beside the config fields of the preset, and the published
+    accuracy; without WEIGHTS, the model's recipes (without MODEL, all of them)."""
+    from jaxzoo.configs import recipes
+
+    if not args.weights:
+        names = sorted(k for k in recipes.RECIPES if args.model in (None, k[0]))
+        if not names:
+            raise ValueError(f"no training recipe for {args.model}; models with one: "
+                             f"{', '.join(sorted({m for m, _ in recipes.RECIPES}))}")
+        for model, weights in names:
+            acc1 = recipes.RECIPES[(model, weights)].acc1
+            print(f"{model}:{weights}  acc@1 {acc1:.3f}  (python train.py "
+                  f"--config={model}:{weights})")
+        return 0
+    matches = [k for k in recipes.RECIPES
+               if k[0] == args.model and k[1].lower() == args.weights.lower()]
+    if not matches:
+        known = sorted(w for m, w in recipes.RECIPES if m == args.model)
+        raise ValueError(f"no training recipe {args.model}:{args.weights}; "
+                         + (f"{args.model} has {', '.join(known)}" if known else
+                            "models with one: " + ", ".join(sorted({m for m, _ in
+                                                                     recipes.RECIPES}))))
+    (model, weights), = matches
+    recipe = recipes.RECIPES[(model, weights)]
+    print(f"{model} {weights}: published ImageNet-1K acc@1 {recipe.acc1:.3f}")
+    print("\nthe reference command (torchvision references/classification):")
+    print("  " + recipe.command.replace("\n", "\n  "))
+    if recipe.note:
+        print(f"  note: {recipe.note}")
+    print(f"\nthe preset: python train.py --config={model}:{weights}")
+    width = max(len(k) for k in recipe.fields)
+    print(f"  {'config field':<{width}}  {'value':<14}  reference flag")
+    for field, value in recipe.fields.items():
+        print(f"  {field:<{width}}  {value!s:<14}  {_RECIPE_FLAGS.get(field, '')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m jaxzoo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -432,6 +490,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="measure the input pipelines instead, on FOLDER/{train,val}/CLASS/*.jpg "
                         "(generated when omitted) beside torchvision's DataLoader")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("recipe", help="torchvision's training recipe for a model's weights: the "
+                                      "reference command beside the preset's config fields")
+    p.add_argument("model", nargs="?", default=None, help="e.g. resnet50 (none: every recipe)")
+    p.add_argument("weights", nargs="?", default=None,
+                   help="e.g. IMAGENET1K_V2 (none: the model's recipes)")
+    p.set_defaults(func=cmd_recipe)
     return parser
 
 

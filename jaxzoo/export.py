@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from jaxzoo.convert.torchvision import num_classes_of, save_torch, to_torch
 from jaxzoo.models.registry import get_spec, list_models
@@ -226,7 +226,8 @@ def _torchvision_counterpart(predictor, fmt: str) -> tuple[str, dict, str]:
     if spec.torchvision is None:
         counterparts = [n for n in list_models() if get_spec(n).torchvision]
         other = ("export it as stablehlo or savedmodel" if fmt == "onnx" else
-                 "use it from jaxzoo, or export it as stablehlo, savedmodel")
+                 "use it from jaxzoo (python -m jaxzoo predict), or export it as stablehlo or "
+                 "savedmodel")
         raise ValueError(f"{predictor.model_name} has no torchvision counterpart to export "
                          f"{'through' if fmt == 'onnx' else 'to'} ({fmt} export works for "
                          f"{', '.join(counterparts)}); {other}")
@@ -307,7 +308,6 @@ def export(predictor, fmt: str, out: str, platforms: Sequence[str] | None = None
     if platforms and fmt in ("torch", "onnx"):
         raise ValueError(f"--platforms is for stablehlo and savedmodel; a {fmt} export runs "
                          f"wherever its runtime does")
-    require(fmt) if fmt != "torch" else None
     if fmt == "torch":
         return export_torch(predictor, out)
     if fmt == "stablehlo":
@@ -323,13 +323,7 @@ def export_workdir(workdir: str, out: str, step: int | None = None) -> tuple[str
     ``(path, constructor)``, the torchvision call that builds the model the file loads into."""
     from jaxzoo.predict import Predictor
 
-    predictor = Predictor.from_workdir(workdir, step)
-    try:
-        exported = export_torch(predictor, out)
-    except ValueError as e:
-        if get_spec(predictor.model_name).torchvision is None:
-            raise ValueError(f"{e}: python -m jaxzoo predict --workdir {workdir} IMAGES") from e
-        raise
+    exported = export_torch(Predictor.from_workdir(workdir, step), out)
     return exported.path, exported.constructor
 
 

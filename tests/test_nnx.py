@@ -14,8 +14,14 @@ import jaxzoo.nnx
 from jaxzoo import imagenet
 from jaxzoo.convert import parity, weights_entry
 from jaxzoo.train.state import TrainState
-from jaxzoo.train.step import (AXIS, cross_entropy, make_mesh, make_train_step, replicate,
-                               shard_batch)
+from jaxzoo.train.step import (
+    AXIS,
+    cross_entropy,
+    make_mesh,
+    make_train_step,
+    replicate,
+    shard_batch,
+)
 
 
 def uint8_images(size: int, count: int, seed: int = 0) -> np.ndarray:

@@ -213,3 +213,31 @@ def test_a_batch_polymorphic_cpu_export_takes_the_conv_that_needs_no_patches():
     batch, = jax.export.symbolic_shape("batch")
     assert formulation_for((2, 7, 7, 512), (3, 3, 512, 512), 1) == "im2col"
     assert formulation_for((batch, 7, 7, 512), (3, 3, 512, 512), 1) == "native"
+
+
+def test_pretrained_by_name_exports_torchvisions_file_back(tmp_path, monkeypatch, capsys):
+    """--pretrained NAME:WEIGHTS reads torchvision's weights (faked offline: a randomized
+    resnet18 in torch's cache under the catalog's file name) and the torch format writes them
+    back unchanged, with the weights' own eval transform printed."""
+    from jaxzoo.convert import weights_entry
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("JAXZOO_WEIGHTS_CACHE", str(tmp_path / "converted"))
+    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch_model = parity.torchvision_model("resnet18")
+    parity.randomize_(torch_model, seed=2)
+    state = torch_model.state_dict()
+    torch.save(state, checkpoints / weights_entry("resnet18", "IMAGENET1K_V1").file_name)
+
+    out = tmp_path / "out" / "resnet18.pth"
+    assert main(["export", "--pretrained", "resnet18:IMAGENET1K_V1", "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    assert "torchvision.models.resnet18(num_classes=1000)" in stdout
+    assert "Resize(256), CenterCrop(224)" in stdout
+    written = torch.load(out, weights_only=True)
+    assert written.keys() == state.keys()
+    for key, value in state.items():
+        torch.testing.assert_close(written[key], value, rtol=0, atol=0, msg=key)
+    with open(export.class_names_path(str(out))) as f:
+        assert json.load(f)["0"] == "tench"

@@ -254,7 +254,8 @@ def best_step(manager) -> int | None:
 
 def load_run(workdir: str, step: int | None = None) -> TrainedRun:
     """The best checkpoint of ``workdir`` (or checkpoint ``step``): its params and BatchNorm
-    statistics only; the optimizer state is not read."""
+    statistics only; the optimizer state is not read. A run with ``config.model_ema`` gives the
+    weights' average instead, as the reference script ships its EMA weights."""
     import jax
     import orbax.checkpoint as ocp
 
@@ -281,7 +282,11 @@ def load_run(workdir: str, step: int | None = None) -> TrainedRun:
             progress = _progress(manager, step)
             state_dir = manager.directory / str(step) / "state"
             saved = ocp.PyTreeCheckpointHandler().metadata(state_dir).tree
-            wanted = {k: saved[k] for k in ("params", "batch_stats") if saved.get(k)}
+            average = saved.get("ema") or {}  # config.model_ema: the average is the model
+            source = average if average.get("params") else saved
+            wanted = {k: source[k] for k in ("params", "batch_stats") if source.get(k)}
+            if source is average:
+                wanted = {"ema": wanted}
             restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray),
                                         wanted)
             restored = manager.restore(step, args=ocp.args.Composite(
@@ -298,7 +303,8 @@ def load_run(workdir: str, step: int | None = None) -> TrainedRun:
     finally:
         manager.close()
     run = TrainedRun(workdir=workdir, config=config, class_names=read_class_names(workdir),
-                     step=int(step), progress=progress, variables=dict(restored["state"]))
+                     step=int(step), progress=progress,
+                     variables=dict(restored["state"].get("ema", restored["state"])))
     check_run(run)
     return run
 

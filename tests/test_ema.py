@@ -93,3 +93,30 @@ def test_params_and_batchnorm_statistics_follow_the_reference_over_epochs():
     params, stats = _split(model)
     assert max(np.abs(ours["params"][k] - v).max() for k, v in params.items()) > 1e-3
     assert max(np.abs(ours["batch_stats"][k] - v).max() for k, v in stats.items()) > 1e-4
+
+
+def test_a_workdir_with_an_average_gives_the_average_to_predict_and_export(tmp_path):
+    """workdir.load_run (what predict, evaluate and export read) returns the checkpoint's EMA
+    params and statistics when the run kept one, not the raw weights."""
+    from test_predict import write_run
+    from train_helpers import tiny_config
+
+    from jaxzoo import create_model, workdir
+    from jaxzoo.models.registry import init_variables
+    from jaxzoo.train.state import create_train_state
+
+    config = tiny_config(model_ema=True)
+    classes = ["a", "b", "c", "d"]
+    model = create_model(config.model, num_classes=len(classes))
+    variables = init_variables(model, config.image_size, jax.random.PRNGKey(0))
+    state = create_train_state(config, model, variables, 8, jax.random.PRNGKey(1))
+    average = jax.tree.map(lambda x: x * 0.5 + 1.0, {"params": state.params,
+                                                     "batch_stats": state.batch_stats})
+    state = state.replace(ema={**state.ema, **average})
+    write_run(tmp_path / "run", config, classes, [(1, 0.5, state)])
+
+    run = workdir.load_run(str(tmp_path / "run"))
+    for part in ("params", "batch_stats"):
+        for got, expected in zip(jax.tree.leaves(run.variables[part]),
+                                 jax.tree.leaves(average[part])):
+            np.testing.assert_array_equal(got, expected)

@@ -65,3 +65,9 @@ def update(ema: dict, params, batch_stats, step, *, steps_per_epoch: int, every:
         return {**new, "n_averaged": jnp.where(in_warmup, 0, new["n_averaged"])}
 
     return lax.cond(position % every == 0, averaged, lambda ema: ema, ema)
+
+
+def as_state(state):
+    """``state`` with the average in place of the weights and statistics: what the eval step
+    evaluates for ``ema_val_accuracy`` (the same shapes and dtypes, so the same compiled step)."""
+    return state.replace(params=state.ema["params"], batch_stats=state.ema["batch_stats"])

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from jaxzoo import workdir as run_workdir
 from jaxzoo.models import create_model
-from jaxzoo.train import checkpoint, report
+from jaxzoo.train import checkpoint, ema, report
 from jaxzoo.train.preemption import StopRequest
 from jaxzoo.train.recipe import build_training
 from jaxzoo.train.state import learning_rate_schedule, with_pretrained_network
@@ -356,6 +356,10 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
                     raise TrainingDiverged(f"validation loss is {val['val_loss']} after epoch "
                                            f"{epoch} (step {step})")
                 best = max(best, val["val_accuracy"])
+                if state.ema is not None:  # the weights' average (model_ema), beside them
+                    averaged = evaluate(eval_step, ema.as_state(state), mesh, data)
+                    val.update(ema_val_accuracy=averaged["val_accuracy"],
+                               ema_val_loss=averaged["val_loss"])
                 records.append({
                     "epoch": epoch, "step": step, **epoch_metrics.record(), **val,
                     "best_val_accuracy": best, "learning_rate": float(schedule(step - 1)),

@@ -115,18 +115,27 @@ def run(config, workdir: str, command: str | None = None, restart: bool = False,
     from jaxzoo.train import TrainingInterrupted, train_and_evaluate
 
     is_main = jax.process_index() == 0
-    if restart:
+    if restart:  # a config that cannot train leaves the old run where it is
         from jaxzoo import workdir as run_workdir
 
+        try:
+            configs.validate(config)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            return 1
+
+        moved, failed = None, False
         try:
             moved = run_workdir.move_aside(workdir) if is_main else None
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)
-            return 1
+            failed = True
         if jax.process_count() > 1:  # the others start once the old run is out of the way
             from jax.experimental import multihost_utils
 
-            multihost_utils.sync_global_devices("jaxzoo_restart")
+            failed = bool(multihost_utils.broadcast_one_to_all(failed))  # all stop together
+        if failed:
+            return 1
         if moved:
             print(f"moved the previous run in {workdir} to {moved}", flush=True)
     if is_main:

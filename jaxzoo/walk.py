@@ -10,6 +10,7 @@ imports TensorFlow), so ``predict`` lists folders without loading it.
 """
 import concurrent.futures
 import dataclasses
+import operator
 import os
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff",
@@ -45,26 +46,22 @@ def _identity(stat: os.stat_result) -> tuple[int, int]:
     return stat.st_dev, stat.st_ino
 
 
-def _is_image(name: str, extensions) -> bool:
-    return not name.startswith(".") and name.lower().endswith(extensions)
-
-
 def _scan(directory: str, extensions, stat: bool):
     """One folder: its image files (sorted, with size and mtime_ns when ``stat``), its real
     sub-folders as (path, identity) and its symlinked sub-folders, both sorted by name."""
     files, subdirs, links = [], [], []
     try:
-        entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+        entries = sorted(os.scandir(directory), key=operator.attrgetter("name"))
     except OSError:  # no permission, or removed meanwhile: nothing to list, as os.walk does
         return files, subdirs, links
     for entry in entries:
+        if entry.name.startswith("."):  # hidden files and folders
+            continue
         try:
             is_dir = entry.is_dir()  # follows symlinks; a broken one is not a folder
         except OSError:
             is_dir = False
         if is_dir:
-            if entry.name.startswith("."):
-                continue
             if entry.is_symlink():
                 links.append(entry.path)
             else:
@@ -72,7 +69,7 @@ def _scan(directory: str, extensions, stat: bool):
                     subdirs.append((entry.path, _identity(entry.stat(follow_symlinks=False))))
                 except OSError:
                     pass
-        elif _is_image(entry.name, extensions):
+        elif entry.name.lower().endswith(extensions):
             size = mtime = -1
             if stat:
                 try:

@@ -180,10 +180,13 @@ def test_two_processes_split_the_check_and_agree_on_files_labels_and_order(tmp_p
 
 def test_a_process_whose_partner_never_checks_gets_a_clear_error(tmp_path, cache):
     root = _tree(tmp_path / "photos")
-    files = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*.*"))]
+    files = sorted(root.rglob("*.*"))
+    paths = [str(p) for p in files]
+    sizes, mtimes = [p.stat().st_size for p in files], [p.stat().st_mtime_ns for p in files]
     with pytest.raises(TimeoutError, match=r"process 0 of 2 waited 1 s .*process\(es\) \[1\].*"
                                            r"JAXZOO_FOLDER_CACHE"):
-        manifest.check_folder(str(root), files, lambda paths: [(None, True, 1)] * len(paths),
+        manifest.check_folder(str(root), paths, sizes, mtimes,
+                              lambda paths: [(None, True, 1)] * len(paths),
                               checker="test", max_pixels=10**6, process_index=0,
                               process_count=2, timeout=1)
 

@@ -27,7 +27,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -204,21 +204,24 @@ def _distributed(process_count: int) -> bool:
     return jax.distributed.is_initialized() and jax.process_count() == process_count
 
 
-def check_folder(root: str, files: list[tuple[str, int, int]],
+def check_folder(root: str, paths: Sequence[str], sizes: Sequence[int], mtimes: Sequence[int],
                  inspect: Callable[[list[str]], list[Verdict]], *, checker: str,
                  max_pixels: int, process_index: int = 0, process_count: int = 1,
-                 timeout: float = 1800.0) -> tuple[list[Verdict], CheckStats]:
-    """The verdict of each of ``files`` ((path under ``root``, size, mtime_ns); size -1 when the
-    file could not be stat'ed), from the manifest where its key is unchanged, else from
-    ``inspect(paths)``, split between the processes; the manifest is then updated. ``checker``
-    names the versions of the libraries that decide (a manifest of other versions is not used).
-    """
+                 timeout: float = 1800.0
+                 ) -> tuple[list[str | None], list[bool], CheckStats]:
+    """Why each file of ``paths`` (all under ``root``) is skipped (None: it is good) and whether
+    TensorFlow decodes it, from the manifest where its key (path, size, mtime_ns) is unchanged,
+    else from ``inspect(paths)``, split between the processes; the manifest is then updated.
+    A size of -1 marks a file that could not be stat'ed ("unreadable"). ``checker`` names the
+    versions of the libraries that decide (a manifest of other versions is not used)."""
     cache = cache_dir(root)
-    stats = CheckStats(listed=len(files), cache_dir=str(cache))
+    stats = CheckStats(listed=len(paths), cache_dir=str(cache))
     prefix = os.path.join(os.fspath(root), "")
-    rels = [path[len(prefix):] if path.startswith(prefix) else path for path, _, _ in files]
-    size = np.fromiter((f[1] for f in files), np.int64, len(files))
-    mtime = np.fromiter((f[2] for f in files), np.int64, len(files))
+    if not all(path.startswith(prefix) for path in paths[:1] + paths[-1:]):
+        raise ValueError(f"check_folder: the paths must lie under {root}")
+    rels = [path[len(prefix):] for path in paths]
+    size = np.array(sizes, np.int64).reshape(-1)
+    mtime = np.array(mtimes, np.int64).reshape(-1)
 
     # The stored entry of each file (a start on an unchanged folder lists the same paths in the
     # same order: no lookups then).
@@ -242,7 +245,7 @@ def check_folder(root: str, files: list[tuple[str, int, int]],
     stats.cached = int(np.count_nonzero(size >= 0)) - len(unchecked)
 
     token = hashlib.sha256(json.dumps(
-        [max_pixels, checker] + [[rels[i], int(size[i]), int(mtime[i])] for i in unchecked]
+        [max_pixels, checker] + [[rels[i], sizes[i], mtimes[i]] for i in unchecked.tolist()]
     ).encode()).hexdigest()[:24]
     shared = process_count > 1
     if shared and _distributed(process_count) and not _agreed_by_all(token):
@@ -251,7 +254,7 @@ def check_folder(root: str, files: list[tuple[str, int, int]],
         shared = False
     if len(unchecked):
         share = unchecked[process_index::process_count] if shared else unchecked
-        mine = _encode(inspect([files[i][0] for i in share]))
+        mine = _encode(inspect([paths[i] for i in share.tolist()]))
         stats.checked = len(share)
         shares = [mine]
         if shared:
@@ -273,8 +276,8 @@ def check_folder(root: str, files: list[tuple[str, int, int]],
     # Good files over today's limit are skipped, and stay good in the manifest.
     over = (reason == _CODE[None]) & (keep["pixels"] > max_pixels)
     reason = np.where(over, too_large, reason)
-    verdicts = list(zip([REASONS[code] for code in reason.tolist()],
-                        (keep["tf_decodes"] & ~over).tolist(), keep["pixels"].tolist()))
+    reasons = [REASONS[code] for code in reason.tolist()]
+    tf_decodes = (keep["tf_decodes"] & ~over).tolist()
 
     # Stored: every file with a verdict but "unreadable" (permissions change, mtimes do not).
     stored_now = np.flatnonzero((keep["reason"] >= 0) & (keep["reason"] != _CODE["unreadable"]))
@@ -288,4 +291,4 @@ def check_folder(root: str, files: list[tuple[str, int, int]],
             warnings.warn(f"could not write the folder check's manifest in {cache} ({err}); "
                           f"the next start checks the files again (set {CACHE_ENV} to a "
                           f"writable folder)", stacklevel=4)
-    return verdicts, stats
+    return reasons, tf_decodes, stats

@@ -135,27 +135,48 @@ def cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, cache):
+def references(tmp_path_factory, cache):
+    """``get(options)``: the uninterrupted run of the driver with ``options`` (its workdir and
+    the batches it trained on), run once per options."""
+    runs = {}
+
+    def get(options=()):
+        if options not in runs:
+            workdir = tmp_path_factory.mktemp("reference") / "run"
+            run = Driver(workdir, *options, cache=cache)
+            assert run.finish() == 0, run.output()
+            assert _steps(workdir) == [5, 8, 10, 15, 16, 20, 24]
+            metrics = _metrics(workdir)[-1]
+            assert metrics["val_accuracy"] >= 0.8, metrics  # it learns (chance: 0.25)
+            if options:  # the weights' average is evaluated beside them
+                assert metrics["ema_val_accuracy"] >= 0.8, metrics
+            runs[options] = workdir, run.batches()
+        return runs[options]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def reference(references):
     """The uninterrupted run: its workdir and the batches it trained on."""
-    workdir = tmp_path_factory.mktemp("reference") / "run"
-    run = Driver(workdir, cache=cache)
-    assert run.finish() == 0, run.output()
-    assert _steps(workdir) == [5, 8, 10, 15, 16, 20, 24]
-    assert _metrics(workdir)[-1]["val_accuracy"] >= 0.8  # it learns (chance: 0.25)
-    return workdir, run.batches()
+    return references()
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("options", [(), ("--reference-options",)],
+                         ids=["default", "reference-options"])
 @pytest.mark.parametrize("seed", FAULT_SEEDS)
 def test_kill_9_sigterm_and_sigint_at_random_moments_then_resume_as_if_never_stopped(
-        reference, cache, tmp_path, seed):
-    ref_workdir, ref_batches = reference
+        references, cache, tmp_path, seed, options):
+    """``reference-options``: SGD-Nesterov, a step schedule after a warmup, MixUp/CutMix draws
+    and the EMA (train_driver.REFERENCE_OPTIONS), resumed bitwise all the same."""
+    ref_workdir, ref_batches = references(options)
     workdir, rng, runs, latest_before = tmp_path / "run", random.Random(seed), [], []
     for fault in ["kill", "sigterm", "kill", "kill_in_save", "sigint", "kill"]:
         before = _steps(workdir)
         latest_before.append(before[-1] if before else 0)
         remaining = LAST_STEP - (before[-1] if before else 0)
-        run = Driver(workdir, "--delay", "0.05",
+        run = Driver(workdir, "--delay", "0.05", *options,
                      *(["--hang-in-commit", "60"] if fault == "kill_in_save" else []),
                      cache=cache)
         runs.append(run)
@@ -189,7 +210,7 @@ def test_kill_9_sigterm_and_sigint_at_random_moments_then_resume_as_if_never_sto
               f"exit {EXIT_INTERRUPTED}")
 
     latest_before.append(_steps(workdir)[-1])
-    final = Driver(workdir, cache=cache)
+    final = Driver(workdir, *options, cache=cache)
     runs.append(final)
     assert final.finish() == 0, final.output()
     assert not [n for n in os.listdir(workdir / "checkpoints") if "tmp" in n]

@@ -37,6 +37,15 @@ class LoggedData(QuadrantData):
             yield batch
 
 
+# --reference-options: every option of jaxzoo.train.optim, mixing and ema that keeps state or
+# draws random numbers (the EMA averages every 2 steps, after a warmup epoch of copies).
+REFERENCE_OPTIONS = {"optimizer": "sgd_nesterov", "learning_rate": 0.1, "weight_decay": 1e-4,
+                     "norm_weight_decay": 0.0, "lr_schedule": "step", "lr_step_size": 1,
+                     "lr_gamma": 0.5, "warmup_epochs": 1.0, "warmup_decay": 0.1,
+                     "label_smoothing": 0.1, "mixup_alpha": 0.2, "cutmix_alpha": 1.0,
+                     "model_ema": True, "model_ema_steps": 2, "model_ema_decay": 0.99}
+
+
 def hang_before_commit(seconds: float) -> None:
     from orbax.checkpoint._src.path import atomicity
 
@@ -61,6 +70,9 @@ def main():
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--cache", default="")
     parser.add_argument("--curves", action="store_true")
+    parser.add_argument("--reference-options", action="store_true",
+                        help="torchvision's reference-script options: SGD-Nesterov, norm weight "
+                             "decay 0, a step schedule, label smoothing, MixUp/CutMix, the EMA")
     args = parser.parse_args()
 
     train_py.initialize_distributed()
@@ -78,7 +90,8 @@ def main():
         report.plot_curves = lambda workdir, records: None
 
     config = tiny_config(num_epochs=args.epochs, checkpoint_every_steps=args.every,
-                         checkpoints_to_keep=args.keep)
+                         checkpoints_to_keep=args.keep,
+                         **(REFERENCE_OPTIONS if args.reference_options else {}))
     data = LoggedData(args.delay, process_index=jax.process_index(),
                       process_count=jax.process_count())
     return train_py.run(config, args.workdir, command="train_driver.py", data=data,

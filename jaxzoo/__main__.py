@@ -507,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
             IsADirectoryError, PermissionError, ImportError) as e:
         print(f"error: {printable(e)}", file=sys.stderr)
-        return 2
+        return 1  # a user error, as train.py's (argparse's own usage errors exit 2)
 
 
 if __name__ == "__main__":

@@ -259,7 +259,7 @@ def test_torchvision_weights_predict_with_imagenet_class_names(torchvision_weigh
 def test_export_of_a_model_without_torchvision_counterpart_says_so(shapes_run, tmp_path, capsys):
     workdir, _ = shapes_run
     code, _, err = run_cli(capsys, "export", "--workdir", workdir, "--out", tmp_path / "m.pth")
-    assert code == 2
+    assert code == 1
     assert "inception10 has no torchvision counterpart" in err and "resnet18" in err
     assert not os.path.exists(tmp_path / "m.pth")
 
@@ -332,14 +332,14 @@ def test_evaluate_another_dataset_and_split(shapes_run, tmp_path, capsys):
     os.rename(tmp_path / "more" / "ring", tmp_path / "more" / "donut")
     code, _, err = run_cli(capsys, "evaluate", "--workdir", workdir, "--dataset",
                            f"folder:{tmp_path / 'more'}")
-    assert code == 2 and "was trained on" in err and "donut" in err
+    assert code == 1 and "was trained on" in err and "donut" in err
 
 
 def test_python_m_jaxzoo_runs_the_command_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "jaxzoo", "predict", "--workdir",
                              str(tmp_path / "run"), "photo.jpg"], capture_output=True, text=True,
                             env=dict(os.environ, JAX_PLATFORMS="cpu"), cwd=ROOT, timeout=300)
-    assert result.returncode == 2 and result.stdout == ""
+    assert result.returncode == 1 and result.stdout == ""
     assert f"no workdir at {tmp_path / 'run'}; train first: python train.py" in result.stderr
 
 
@@ -409,7 +409,7 @@ def test_missing_workdir_or_checkpoint_says_what_to_run_first(tmp_path, capsys):
     for argv in (["predict", "--workdir", missing, "a.jpg"], ["evaluate", "--workdir", missing],
                  ["export", "--workdir", missing, "--out", tmp_path / "m.pth"]):
         code, _, err = run_cli(capsys, *argv)
-        assert code == 2
+        assert code == 1
         assert f"no workdir at {missing}" in err
         assert f"python train.py --config=NAME --workdir={missing}" in err
 
@@ -418,12 +418,12 @@ def test_missing_workdir_or_checkpoint_says_what_to_run_first(tmp_path, capsys):
     with open(untrained / "config.json", "w") as f:
         json.dump({"model": "resnet18", "image_size": 32, "dataset": "shapes"}, f)
     code, _, err = run_cli(capsys, "predict", "--workdir", untrained, "a.jpg")
-    assert code == 2 and "no checkpoint in" in err
+    assert code == 1 and "no checkpoint in" in err
     assert f"python train.py --config=resnet18 --workdir={untrained}" in err
 
     code, _, err = run_cli(capsys, "predict", "--weights", tmp_path / "w.pth", "--model",
                            "resnet18", "a.jpg")
-    assert code == 2 and "no weights at" in err
+    assert code == 1 and "no weights at" in err
     torch.save({"fc.weight": torch.zeros(2, 512)}, tmp_path / "w.pth")
     code, _, err = run_cli(capsys, "predict", "--weights", tmp_path / "w.pth", "a.jpg")
-    assert code == 2 and "--model" in err
+    assert code == 1 and "--model" in err

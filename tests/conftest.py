@@ -67,6 +67,13 @@ def _highest_matmul_precision():
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _folder_cache(tmp_path_factory):
+    """Folder datasets keep their check's manifests in the session's temporary folder, not in
+    ~/.cache (subprocesses inherit it)."""
+    os.environ["JAXZOO_FOLDER_CACHE"] = str(tmp_path_factory.mktemp("folder_cache"))
+
+
 @functools.lru_cache(maxsize=None)
 def model_shapes(name: str, size: int = 32) -> dict:
     """The variable shapes of model ``name`` (default options) at ``size`` px, traced once."""

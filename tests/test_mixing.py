@@ -104,3 +104,28 @@ def test_random_choice_uses_both_and_mixes_each_shard_on_its_own():
 def test_a_disabled_mix_is_an_error():
     with pytest.raises(ValueError, match="mixup_alpha > 0 or cutmix_alpha > 0"):
         mixing.draw(jax.random.PRNGKey(0), (2, 4, 4, 3), mixup_alpha=0.0, cutmix_alpha=0.0)
+
+
+@pytest.mark.slow
+def test_two_devices_mix_their_own_shards_at_parity_with_torch():
+    """``python -m jaxzoo check --train-steps`` on two devices with MixUp/CutMix: each device
+    mixes its half of the batch with its own draws, and torch, mixing each half with the same
+    draws (transforms.v2), trains to the same losses and weights."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               JAX_PLATFORMS="cpu", PYTHONPATH=root)
+    sets = ["optimizer=sgd", "learning_rate=1e-4", "warmup_epochs=0", "mixup_alpha=0.2",
+            "cutmix_alpha=1.0", "label_smoothing=0.1"]
+    out = subprocess.run([sys.executable, "-m", "jaxzoo", "check", "resnet18", "--train-steps",
+                          "3", "--batch", "8", "--size", "32", "--reference", "none",
+                          *[arg for s in sets for arg in ("--set", s)]],
+                         env=env, capture_output=True, text=True, timeout=900, cwd=root,
+                         check=False)
+    print(out.stdout)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "on 2 cpu device(s)" in out.stdout and "per device share of 4" in out.stdout
+    assert out.stdout.rstrip().splitlines()[-1].startswith("PASS")

@@ -109,14 +109,14 @@ def run(config, workdir: str, command: str | None = None, restart: bool = False,
         **kwargs) -> int:
     """Train (``jaxzoo.train.train_and_evaluate(config, workdir, **kwargs)``) and report how it
     ended; returns the exit status. ``command`` is what to run again to resume; ``restart``
-    first moves a run already in ``workdir`` aside (``jaxzoo.workdir.move_aside``)."""
+    first moves a run already in ``workdir`` aside (``jaxzoo.train.workdir.move_aside``)."""
     import jax
 
     from jaxzoo.train import TrainingInterrupted, train_and_evaluate
 
     is_main = jax.process_index() == 0
     if restart:  # a config that cannot train leaves the old run where it is
-        from jaxzoo import workdir as run_workdir
+        from jaxzoo.train import workdir as run_workdir
 
         try:
             configs.validate(config)

@@ -181,7 +181,7 @@ class Predictor:
                      batch_size: int = 32) -> "Predictor":
         """The best checkpoint of a training workdir (or checkpoint ``step``), at the image size
         and with the class names it was trained with."""
-        from jaxzoo.workdir import load_run
+        from jaxzoo.train.workdir import load_run
 
         run = load_run(workdir, step)
         predictor = cls(run.model, run.variables, run.class_names, run.image_size,

@@ -14,7 +14,7 @@ import sys
 import pytest
 from train_helpers import QuadrantData, TinyNet, tiny_config
 
-from jaxzoo import workdir as run_workdir
+from jaxzoo.train import workdir as run_workdir
 from jaxzoo.train import report, train_and_evaluate
 from jaxzoo.train.step import AXIS
 

@@ -24,6 +24,13 @@ logging.getLogger("absl").addFilter(
     lambda record: "did not provide metrics" not in record.getMessage())
 
 
+CHECKPOINTS_DIR = "checkpoints"  # WORKDIR/checkpoints: orbax's steps
+
+
+def checkpoints_dir(workdir: str) -> str:
+    return os.path.join(os.path.abspath(workdir), CHECKPOINTS_DIR)
+
+
 def _val_accuracy(metrics) -> float:
     return metrics["val_accuracy"]
 
@@ -39,7 +46,7 @@ def create_manager(workdir: str, keep_latest: int, read_only: bool = False,
     try:
         return _manager(workdir, keep_latest, read_only)
     except Exception:  # a damaged metrics file is found below; anything else is re-raised
-        directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+        directory = checkpoints_dir(workdir)
         damaged = _unreadable_metrics(directory)
         if not damaged:
             raise
@@ -99,7 +106,7 @@ def _manager(workdir: str, keep_latest: int, read_only: bool) -> ocp.CheckpointM
     options = ocp.CheckpointManagerOptions(preservation_policy=preserve, best_fn=_val_accuracy,
                                            create=not read_only, read_only=read_only,
                                            cleanup_tmp_directories=not read_only)
-    return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
+    return ocp.CheckpointManager(checkpoints_dir(workdir),
                                  options=options, item_names=("state", "progress"))
 
 

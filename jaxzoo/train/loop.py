@@ -14,9 +14,9 @@ import time
 import jax
 from tqdm import tqdm
 
-from jaxzoo import workdir as run_workdir
 from jaxzoo.models import create_model
 from jaxzoo.train import checkpoint, ema, report
+from jaxzoo.train import workdir as run_workdir
 from jaxzoo.train.preemption import StopRequest
 from jaxzoo.train.recipe import build_training
 from jaxzoo.train.state import learning_rate_schedule, with_pretrained_network
@@ -238,7 +238,7 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
     # checks, so all stop together).
     run_workdir.check_identity(workdir, config, class_names)
     if is_main:
-        report.write_run_files(workdir, config, class_names)
+        run_workdir.write_run_files(workdir, config, class_names)
     skipped = getattr(data, "skipped", None)
     if skipped:
         log(f"skipped in {config.dataset}: "

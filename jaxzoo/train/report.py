@@ -1,36 +1,14 @@
-"""What training leaves in the workdir and prints for people: config.json, class_names.json,
-metrics.jsonl, curves.png, TensorBoard event files, and the line printed after each epoch; and
+"""What training reports in the workdir and prints for people: metrics.jsonl, curves.png,
+TensorBoard event files, and the line printed after each epoch (the run's own files, config.json,
+class_names.json and identity.json, are ``jaxzoo.train.workdir``'s); and
 the throughput figures in them (images/s, step time, FLOP/s, model-FLOPs utilization)."""
 from __future__ import annotations
 
 import json
 import os
 
-
-def write_run_files(workdir: str, config, class_names: list[str]) -> None:
-    """The resolved config and the class names (index -> name), what prediction reads back, and
-    the run's identity (``jaxzoo.workdir``: recorded by the first run, checked by the later
-    ones before this is called). Each file is written beside and renamed into place, so a run
-    killed while writing leaves the previous one whole."""
-    from jaxzoo import workdir as run_workdir
-
-    _write_atomic(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2) + "\n")
-    _write_atomic(os.path.join(workdir, "class_names.json"), json.dumps(
-        {str(i): name for i, name in enumerate(class_names)}, indent=2))
-    run_workdir.write_identity(workdir, config, class_names)
-
-
-def _write_atomic(path: str, text: str) -> None:
-    """Write beside and rename; a file that already holds ``text`` is left as it is."""
-    try:
-        with open(path) as f:
-            if f.read() == text:
-                return
-    except (OSError, UnicodeDecodeError):
-        pass
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
+METRICS_JSONL = "metrics.jsonl"  # one JSON record per epoch
+CURVES_PNG = "curves.png"
 
 
 def epoch_line(record: dict, nonfinite_steps: list[int]) -> str:
@@ -122,7 +100,7 @@ class TensorBoard:
 
 
 def read_metrics(workdir: str) -> list[dict]:
-    path = os.path.join(workdir, "metrics.jsonl")
+    path = os.path.join(workdir, METRICS_JSONL)
     if not os.path.exists(path):
         return []
     with open(path) as f:
@@ -130,7 +108,7 @@ def read_metrics(workdir: str) -> list[dict]:
 
 
 def write_metrics(workdir: str, records: list[dict]) -> None:
-    path = os.path.join(workdir, "metrics.jsonl")
+    path = os.path.join(workdir, METRICS_JSONL)
     with open(path + ".tmp", "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in records)
     os.replace(path + ".tmp", path)
@@ -154,7 +132,7 @@ def plot_curves(workdir: str, records: list[dict]) -> str:
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1.02))
     ax_acc.legend()
     fig.tight_layout()
-    path = os.path.join(workdir, "curves.png")
+    path = os.path.join(workdir, CURVES_PNG)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

@@ -24,7 +24,15 @@ import time
 
 import numpy as np
 
-IDENTITY_JSON = "identity.json"
+from jaxzoo import weights
+from jaxzoo.convert.torchvision import num_classes_of
+from jaxzoo.train import checkpoint
+
+# The files of a run, written by write_run_files and read back here (checkpoints: the
+# ``checkpoint`` module's CHECKPOINTS_DIR; metrics and curves: ``report``'s).
+CONFIG_JSON = "config.json"            # the resolved config
+CLASS_NAMES_JSON = "class_names.json"  # {"0": name, ...}
+IDENTITY_JSON = "identity.json"        # what the run is (IDENTITY_FIELDS)
 # The config fields that make a run's checkpoints what they are (besides its class names).
 IDENTITY_FIELDS = ("model", "model_kwargs", "dataset", "image_size", "dtype", "trainable",
                    "batch_size", "optimizer", "model_ema")
@@ -79,11 +87,9 @@ def read_json(path: str, what: str):
 
 def read_config(workdir: str) -> dict:
     """The resolved config of a workdir; clear errors when there is no training run there."""
-    from jaxzoo import weights
-
     if not os.path.isdir(workdir):
         raise FileNotFoundError(f"no workdir at {workdir}; {_train_first(workdir)}")
-    path = os.path.join(workdir, "config.json")
+    path = os.path.join(workdir, CONFIG_JSON)
     if not os.path.isfile(path):
         if weights.is_weights_dir(workdir):
             raise ValueError(f"{workdir} holds converted weights, not a training run: use "
@@ -98,7 +104,7 @@ def read_config(workdir: str) -> dict:
 
 
 def read_class_names(workdir: str) -> list[str]:
-    path = os.path.join(workdir, "class_names.json")
+    path = os.path.join(workdir, CLASS_NAMES_JSON)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no class_names.json in {workdir}: the class names of the run "
                                 f"are missing (train.py writes them beside config.json)")
@@ -140,7 +146,7 @@ def has_checkpoint(workdir: str) -> bool:
     temporary folder of an unfinished save does not count)."""
     from orbax.checkpoint import path as ocp_path
 
-    directory = os.path.join(workdir, "checkpoints")
+    directory = checkpoint.checkpoints_dir(workdir)
     return os.path.isdir(directory) and bool(ocp_path.step.checkpoint_steps(directory))
 
 
@@ -150,7 +156,7 @@ def recorded_identity(workdir: str) -> dict | None:
     path = os.path.join(workdir, IDENTITY_JSON)
     if os.path.isfile(path):
         return read_json(path, "what run the workdir holds")
-    if os.path.isfile(os.path.join(workdir, "config.json")):
+    if os.path.isfile(os.path.join(workdir, CONFIG_JSON)):
         return identity(read_config(workdir), read_class_names(workdir))
     return None
 
@@ -259,14 +265,12 @@ def load_run(workdir: str, step: int | None = None) -> TrainedRun:
     import jax
     import orbax.checkpoint as ocp
 
-    from jaxzoo.train import checkpoint
-
     workdir = os.path.abspath(workdir)
     config = read_config(workdir)
     missing = (f"no checkpoint in {os.path.join(workdir, 'checkpoints')} yet; "
                f"{_train_first(workdir, config.get('model', 'NAME'))} "
                f"(a checkpoint is written at the end of every epoch)")
-    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+    if not os.path.isdir(checkpoint.checkpoints_dir(workdir)):
         raise FileNotFoundError(missing)
     manager = checkpoint.create_manager(workdir, int(config.get("checkpoints_to_keep", 1)),
                                         read_only=True)
@@ -313,8 +317,6 @@ def check_run(run: TrainedRun) -> None:
     """What a reader checks before using a run's weights: the class names, the config and the
     recorded identity tell of the same run, and the checkpoint's classifier has one output per
     class name."""
-    from jaxzoo.convert.torchvision import num_classes_of
-
     recorded_path = os.path.join(run.workdir, IDENTITY_JSON)
     if os.path.isfile(recorded_path):
         changed = differences(read_json(recorded_path, "what run the workdir holds"),
@@ -333,3 +335,27 @@ def check_run(run: TrainedRun) -> None:
             f"the checkpoint of step {run.step} in {run.workdir} has {outputs} outputs, but "
             f"class_names.json names {len(run.class_names)} classes; the files of another run "
             f"were written over this one's. Restore them, or train again with --restart")
+
+
+def write_run_files(workdir: str, config, class_names: list[str]) -> None:
+    """The resolved config and the class names (index -> name), what prediction reads back, and
+    the run's identity (recorded by the first run, checked by the later ones before this is
+    called). Each file is written beside and renamed into place, so a run
+    killed while writing leaves the previous one whole."""
+    _write_atomic(os.path.join(workdir, CONFIG_JSON), config.to_json_best_effort(indent=2) + "\n")
+    _write_atomic(os.path.join(workdir, CLASS_NAMES_JSON), json.dumps(
+        {str(i): name for i, name in enumerate(class_names)}, indent=2))
+    write_identity(workdir, config, class_names)
+
+
+def _write_atomic(path: str, text: str) -> None:
+    """Write beside and rename; a file that already holds ``text`` is left as it is."""
+    try:
+        with open(path) as f:
+            if f.read() == text:
+                return
+    except (OSError, UnicodeDecodeError):
+        pass
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)

@@ -18,11 +18,16 @@ import dataclasses
 import functools
 import json
 import os
+import warnings
 from typing import Iterable, Iterator, Sequence
 
+import jax
 import numpy as np
 
-from jaxzoo import imagenet
+from jaxzoo import convert, imagenet, runtime, weights
+from jaxzoo.models import create_model, get_spec
+from jaxzoo.train.workdir import load_run
+from jaxzoo.walk import walk
 
 
 def imagenet_class_names() -> list[str]:
@@ -66,10 +71,6 @@ def image_files(inputs: Iterable[str]) -> list[str]:
     """Files named in ``inputs``, with each folder replaced by the images under it (walked
     recursively, sorted, by extension, hidden files and folders left out, each real folder
     once: symlinks that lead to a folder walked already are not followed, with a warning)."""
-    import warnings
-
-    from jaxzoo.walk import walk
-
     files = []
     for item in inputs:
         if not os.path.isdir(item):
@@ -135,11 +136,6 @@ class Predictor:
                  image_size: int, model_kwargs: dict | None = None, batch_size: int = 32,
                  resize_size: int | None = None, interpolation: str = "bilinear",
                  lowering: str = "auto"):
-        import jax
-
-        from jaxzoo import runtime
-        from jaxzoo.models import create_model, get_spec
-
         spec = get_spec(model_name)
         if image_size < spec.min_size:
             raise ValueError(f"{model_name} needs inputs of at least {spec.min_size} px; got "
@@ -181,8 +177,6 @@ class Predictor:
                      batch_size: int = 32) -> "Predictor":
         """The best checkpoint of a training workdir (or checkpoint ``step``), at the image size
         and with the class names it was trained with."""
-        from jaxzoo.train.workdir import load_run
-
         run = load_run(workdir, step)
         predictor = cls(run.model, run.variables, run.class_names, run.image_size,
                         run.model_kwargs, batch_size)
@@ -195,9 +189,6 @@ class Predictor:
         """A torchvision state dict (``.pth``/``.safetensors``) of model ``name``, or a directory
         written by ``python -m jaxzoo convert`` (``name`` may then be None). ``image_size``
         defaults to the model's own (224 for most, 299 for Inception v3)."""
-        from jaxzoo import convert, weights
-        from jaxzoo.models import get_spec
-
         if not os.path.exists(path):
             raise FileNotFoundError(f"no weights at {path}: give a torchvision .pth/.safetensors "
                                     f"file or a directory from `python -m jaxzoo convert`")
@@ -226,8 +217,6 @@ class Predictor:
         ...; see ``jaxzoo.pretrained``), with ImageNet's class names and the weights' own
         evaluation transform (resize size, crop size, interpolation; e.g. resnet50 IMAGENET1K_V2:
         232, 224, bilinear). ``image_size`` crops to another size, resizing in proportion."""
-        from jaxzoo import convert
-
         entry = convert.weights_entry(name, weights)
         class_names = entry.class_names()
         if class_names is None:

@@ -10,7 +10,14 @@ import difflib
 import importlib
 import importlib.resources
 import importlib.util
+import math
+import numbers
 import os
+
+from jaxzoo.configs.default import get_config_for
+from jaxzoo.models import list_models
+from jaxzoo.models.registry import model_options
+from jaxzoo.train.optim import check_optimizer_config
 
 NOT_CONFIGS = ("__init__", "default", "recipes")  # modules of jaxzoo.configs that are no config
 
@@ -24,8 +31,6 @@ def config_files() -> list[str]:
 
 def available_configs() -> list[str]:
     """Every name ``--config=NAME`` takes: each registered model and each config file."""
-    from jaxzoo.models import list_models
-
     return sorted(set(list_models()) | set(config_files()))
 
 
@@ -70,8 +75,6 @@ def load_config(name_or_path: str, preset: str | None = None):
     else:
         name = config_name(name_or_path)
         if name not in config_files():
-            from jaxzoo.configs.default import get_config_for
-
             return get_config_for(name, preset)
         module = importlib.import_module(f"jaxzoo.configs.{name}")
     return module.get_config(preset) if preset else module.get_config()
@@ -97,8 +100,6 @@ def model_kwargs_fields(model: str) -> list[str]:
     """The fields of ``model`` that ``config.model_kwargs`` may set (``in_channels``,
     ``transform_input``, ``dropout``, ...): the model's options (``registry.model_options``)
     but ``remat``, which ``config.remat`` sets."""
-    from jaxzoo.models.registry import model_options
-
     return [f for f in model_options(model) if f != "remat"]
 
 
@@ -208,11 +209,6 @@ _CHOICES = {"dtype": ("float32", "bfloat16"), "trainable": TRAINABLE,
 def validate(config) -> None:
     """Every field a run reads, checked before anything starts: ``ValueError`` with one line
     naming the field, its value and what it must be."""
-    import math
-    import numbers
-
-    from jaxzoo.train.optim import check_optimizer_config
-
     for field, rule, ok in _RANGES:
         if field not in config:
             continue

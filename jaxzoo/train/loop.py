@@ -15,7 +15,7 @@ import jax
 from tqdm import tqdm
 
 from jaxzoo.models import create_model
-from jaxzoo.train import checkpoint, ema, report
+from jaxzoo.train import checkpoint, configs, ema, report
 from jaxzoo.train import workdir as run_workdir
 from jaxzoo.train.preemption import StopRequest
 from jaxzoo.train.recipe import build_training
@@ -39,8 +39,6 @@ class TrainingInterrupted(Exception):
 def check_config(config, device_count: int, process_count: int) -> None:
     """The errors a config can have before any data is read, each saying what to do: every
     field's range and choices (``configs.validate``), then the batches over the devices."""
-    from jaxzoo.train import configs
-
     configs.validate(config)
     for field in ("batch_size", "eval_batch_size"):
         size = config[field] or config.batch_size
@@ -356,7 +354,7 @@ def train_and_evaluate(config, workdir: str, data=None, model=None, devices=None
                     raise TrainingDiverged(f"validation loss is {val['val_loss']} after epoch "
                                            f"{epoch} (step {step})")
                 best = max(best, val["val_accuracy"])
-                if state.ema is not None:  # the weights' average (model_ema), beside them
+                if getattr(state, "ema", None) is not None:  # model_ema: the average, beside
                     averaged = evaluate(eval_step, ema.as_state(state), mesh, data)
                     val.update(ema_val_accuracy=averaged["val_accuracy"],
                                ema_val_loss=averaged["val_loss"])

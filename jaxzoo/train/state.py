@@ -10,6 +10,7 @@ from flax.training import train_state
 
 from jaxzoo import convert
 from jaxzoo.models import get_spec
+from jaxzoo.models.registry import init_variables
 from jaxzoo.train import ema
 from jaxzoo.train.configs import TRAINABLE
 from jaxzoo.train.optim import (
@@ -22,11 +23,17 @@ from jaxzoo.train.optim import (
 
 class TrainState(train_state.TrainState):
     """flax's TrainState (step, params, opt_state, apply_fn, tx) plus BatchNorm statistics and
-    the base key that dropout keys are folded from; with ``config.model_ema``, the weights'
-    moving average (``jaxzoo.train.ema``: float32 params and batch_stats, and ``n_averaged``)."""
+    the base key that dropout keys are folded from."""
 
     batch_stats: Any = None
     rng: jax.Array | None = None
+
+
+class EmaTrainState(TrainState):
+    """``TrainState`` plus, with ``config.model_ema``, the weights' moving average
+    (``jaxzoo.train.ema``: float32 params and batch_stats, and ``n_averaged``). A class of its
+    own, so that the default state keeps the fields (and checkpoints) it had before."""
+
     ema: Any = None
 
 
@@ -81,8 +88,6 @@ def initial_variables(config, model, num_classes: int, rng: jax.Array, source: s
     "torchvision" or "torchvision:IMAGENET1K_V2"), loaded by ``jaxzoo.convert.load`` with its one
     rule for a classifier of another width (torch's ``nn.Linear`` initialization, from ``rng``);
     the key report is printed."""
-    from jaxzoo.models.registry import init_variables
-
     if not source:
         return init_variables(model, config.image_size, rng)
     if not convert.weights_table.is_pretrained_spec(source) and not os.path.exists(
@@ -109,6 +114,9 @@ def create_train_state(config, model, variables: dict, steps_per_epoch: int,
     norms = norm_parameters(model, config.image_size) if needs_norms(config) else None
     tx = create_optimizer(config, steps_per_epoch, mask, norms)
     batch_stats = variables.get("batch_stats", {})
-    average = ema.init(variables["params"], batch_stats) if config.get("model_ema") else None
+    if config.get("model_ema"):
+        return EmaTrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
+                                    batch_stats=batch_stats, rng=rng,
+                                    ema=ema.init(variables["params"], batch_stats))
     return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
-                             batch_stats=batch_stats, rng=rng, ema=average)
+                             batch_stats=batch_stats, rng=rng)

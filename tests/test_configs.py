@@ -180,10 +180,18 @@ def test_a_preset_in_another_case_is_suggested_not_taken():
 def test_the_configs_install_with_the_package(tmp_path):
     """A wheel (what `pip install .` installs) carries the config files as jaxzoo.configs, so a
     non-editable install finds them; no sys.path edit is involved."""
+    import shutil
     import zipfile
 
+    source = tmp_path / "source"  # a copy: building writes build/ and egg-info beside the sources
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(os.path.join(ROOT, name), source)
+    for name in ("jaxzoo", "configs"):
+        shutil.copytree(os.path.join(ROOT, name), source / name,
+                        ignore=shutil.ignore_patterns("__pycache__"))
     out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                          "--no-build-isolation", "-q", "-w", str(tmp_path), ROOT],
+                          "--no-build-isolation", "-q", "-w", str(tmp_path), str(source)],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     wheel, = tmp_path.glob("jaxzoo-*.whl")

@@ -241,3 +241,29 @@ def test_pretrained_by_name_exports_torchvisions_file_back(tmp_path, monkeypatch
         torch.testing.assert_close(written[key], value, rtol=0, atol=0, msg=key)
     with open(export.class_names_path(str(out))) as f:
         assert json.load(f)["0"] == "tench"
+
+
+@pytest.mark.slow
+def test_a_one_channel_model_takes_rgb_and_turns_it_gray_as_the_predictor_does(tmp_path):
+    """inception_mnist (gray, 28 px): the artifact takes RGB uint8 like every other and applies
+    the predictor's gray conversion (PIL's integer luma, ``pipeline.to_grayscale``) inside."""
+    from jaxzoo.data._tf import tf
+    from jaxzoo.data.pipeline import to_grayscale
+    from jaxzoo.models.registry import create_model, init_variables
+
+    model = create_model("inception_mnist", num_classes=10)
+    variables = init_variables(model, 28, jax.random.PRNGKey(0))
+    predictor = Predictor("inception_mnist", variables, [str(i) for i in range(10)], 28)
+    assert predictor.channels == 1
+    exported = export.export(predictor, "stablehlo", str(tmp_path / "mnist.stablehlo"))
+    with open(exported.path, "rb") as f:
+        artifact = jax.export.deserialize(f.read())
+    assert artifact.in_avals[0].shape[1:] == (28, 28, 3)
+    images = uint8_photos(28)
+    gray = to_grayscale(tf.constant(images)).numpy()
+    # One channel: ImageNet's three means and stds averaged (imagenet.GRAY_MEAN, GRAY_STD).
+    mean, std = np.mean([0.485, 0.456, 0.406]), np.mean([0.229, 0.224, 0.225])
+    normalized = ((gray.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)
+    with jax.default_matmul_precision("highest"):
+        reference = np.asarray(model.apply(variables, normalized, train=False))
+    assert_parity(np.asarray(artifact.call(images)), reference, "gray logits")

@@ -6,7 +6,7 @@ from jaxzoo.configs import recipes
 from jaxzoo.configs.default import get_config_for, get_default_config
 
 from jaxzoo import __main__ as cli
-from jaxzoo.convert._weights_table import MODELS
+from jaxzoo.convert._catalog import MODELS
 from jaxzoo.models import list_models
 
 
@@ -86,5 +86,5 @@ def test_recipe_command_prints_command_config_and_accuracy(capsys):
     assert any(line.split()[:3] == ["batch_size", "1024", "--batch-size"]
                for line in out.splitlines())
     assert cli.main(["recipe", "resnet50", "imagenet1k_v1"]) == 0  # any case
-    assert cli.main(["recipe", "resnet50", "IMAGENET1K_V9"]) == 2
+    assert cli.main(["recipe", "resnet50", "IMAGENET1K_V9"]) == 1  # a user error
     assert "resnet50 has IMAGENET1K_V1, IMAGENET1K_V2" in capsys.readouterr().err

@@ -198,6 +198,13 @@ def _agreed_by_all(token: str) -> bool:
     return bool(np.all(np.asarray(multihost_utils.process_allgather(mine)) == mine))
 
 
+def _token(max_pixels, checker, rels, sizes, mtimes, unchecked: np.ndarray) -> str:
+    digest = hashlib.sha256(json.dumps([max_pixels, checker]).encode())
+    for i in unchecked.tolist():  # fields end with NUL, which no path holds
+        digest.update(f"{rels[i]}\0{sizes[i]}\0{mtimes[i]}\0".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()[:24]
+
+
 def _distributed(process_count: int) -> bool:
     import jax
 
@@ -244,10 +251,9 @@ def check_folder(root: str, paths: Sequence[str], sizes: Sequence[int], mtimes: 
         (keep["reason"] == too_large) & (pixels >= 0) & (pixels <= max_pixels))))
     stats.cached = int(np.count_nonzero(size >= 0)) - len(unchecked)
 
-    token = hashlib.sha256(json.dumps(
-        [max_pixels, checker] + [[rels[i], sizes[i], mtimes[i]] for i in unchecked.tolist()]
-    ).encode()).hexdigest()[:24]
     shared = process_count > 1
+    # The processes' shared name for this round of checks: the files left to check.
+    token = _token(max_pixels, checker, rels, sizes, mtimes, unchecked) if shared else ""
     if shared and _distributed(process_count) and not _agreed_by_all(token):
         # The hosts' caches differ (each host has its own): every process checks all it lacks,
         # which gives the same verdicts, only later.

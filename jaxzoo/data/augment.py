@@ -19,8 +19,9 @@ The input pipeline runs these in ``tf.numpy_function``: PIL is the reference's b
 pixels are the reference's, and an op on a 224-px image costs about as much as a fraction of the
 JPEG decode and crop before it. Measured side by side in one process (2 shared, busy cores,
 512 JPEGs of 500x375, 224-px uint8 batches of 32, median of 3): 183 images/s without a policy,
-129 with ``ta_wide`` (0.7x; 0.86x in a second run), 76 with ``augmix`` (0.4x: three chains of up
-to three ops and a float mix per image).
+129 with ``ta_wide`` (0.7x), 157 with ``ta_wide`` and random erasing 0.1 (0.86x: the spread of
+a busy machine is that wide), 76 with ``augmix`` (0.4x: three chains of up to three ops and a
+float mix per image).
 """
 import math
 from typing import Sequence

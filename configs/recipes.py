@@ -132,7 +132,7 @@ def fields_from_command(command: str, nodes: int = 1) -> dict:
 
 
 def _recipe(model: str, weights: str, command: str, note: str = "", **overrides) -> tuple:
-    from jaxzoo.convert._weights_table import MODELS
+    from jaxzoo.convert._catalog import MODELS
 
     command = command.replace("$MODEL", model)
     fields = {**fields_from_command(command), **overrides}

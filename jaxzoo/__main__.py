@@ -41,9 +41,9 @@ def cmd_list(args) -> int:
 
 def cmd_weights(args) -> int:
     import jaxzoo
-    from jaxzoo.convert import hub, loader, weights_table
+    from jaxzoo.convert import catalog, hub, loader
 
-    entries = weights_table.list_weights(args.model)
+    entries = catalog.list_weights(args.model)
     registered = set(jaxzoo.list_models())
     names = [e.name + (" (DEFAULT)" if e.is_default else "") for e in entries]
     width, model_width = max(map(len, names)), max(len(e.model) for e in entries)
@@ -186,7 +186,7 @@ def printable(text: str) -> str:
 
 def _is_weights_name(value: str) -> bool:
     """``--pretrained IMAGENET1K_V2`` names weights; ``--pretrained photo.jpg`` is an image."""
-    from jaxzoo.convert.weights_table import looks_like_weights_name
+    from jaxzoo.convert.catalog import looks_like_weights_name
 
     return looks_like_weights_name(value) and not os.path.exists(value)
 

@@ -14,7 +14,7 @@ import torch
 import torchvision
 
 import jaxzoo
-from jaxzoo.convert import hub, loader, weights_table
+from jaxzoo.convert import catalog, hub, loader
 
 MODEL = "mobilenet_v3_small"
 
@@ -49,15 +49,15 @@ def caches(tmp_path, monkeypatch):
 
 def _name_file(monkeypatch, file_name: str):
     """The table's DEFAULT entry of MODEL under ``file_name`` (its hash prefix in the name)."""
-    info = copy.deepcopy(weights_table.MODELS[MODEL])
+    info = copy.deepcopy(catalog.MODELS[MODEL])
     info["weights"][info["default"]].update(file_name=file_name,
                                             sha256_prefix=hub.hash_prefix(file_name))
-    monkeypatch.setitem(weights_table.MODELS, MODEL, info)
+    monkeypatch.setitem(catalog.MODELS, MODEL, info)
 
 
 def test_a_changed_source_file_is_converted_again_and_a_gone_unverified_one_is_not_served(
         caches, capfd):
-    entry = weights_table.weights_entry(MODEL, "DEFAULT")
+    entry = catalog.weights_entry(MODEL, "DEFAULT")
     path = caches / entry.file_name  # torchvision's name, another file's bytes
     first, first_head = _random_file(0)
     path.write_bytes(first)
@@ -95,7 +95,7 @@ def test_a_verified_conversion_is_served_after_its_file_is_gone(caches, monkeypa
 
 
 def test_random_bytes_in_torch_cache_give_our_message_not_torchs_advice(caches):
-    entry = weights_table.weights_entry(MODEL, "DEFAULT")
+    entry = catalog.weights_entry(MODEL, "DEFAULT")
     (caches / entry.file_name).write_bytes(np.random.default_rng(0).bytes(5000))
     with pytest.raises(ValueError) as e:
         jaxzoo.pretrained(MODEL)

@@ -24,8 +24,8 @@ import torchvision
 import jaxzoo
 from jaxzoo import convert
 from jaxzoo.__main__ import main
-from jaxzoo.convert import hub, loader, parity, weights_table
-from jaxzoo.convert._make_weights_table import builder_differences, table_from_torchvision
+from jaxzoo.convert import catalog, hub, loader, parity
+from jaxzoo.convert._make_catalog import builder_differences, table_from_torchvision
 from jaxzoo.weights import save_weights
 
 from conftest import assert_parity, photo_batch
@@ -117,10 +117,10 @@ def caches(tmp_path, monkeypatch):
 
 def _point_entry(monkeypatch, model: str, name: str, url: str, file_name: str):
     """Make the table's ``model`` ``name`` entry download ``file_name`` from ``url``."""
-    info = copy.deepcopy(weights_table.MODELS[model])
+    info = copy.deepcopy(catalog.MODELS[model])
     info["weights"][name].update(url=url, file_name=file_name,
                                  sha256_prefix=hub.hash_prefix(file_name))
-    monkeypatch.setitem(weights_table.MODELS, model, info)
+    monkeypatch.setitem(catalog.MODELS, model, info)
 
 
 def _assert_same_variables(ours, state):
@@ -271,7 +271,7 @@ def test_offline_fails_in_seconds_naming_url_path_and_alternative(caches, monkey
 
 
 def test_unregistered_model_fails_before_any_download(caches, monkeypatch):
-    model = next(m for m in weights_table.models_with_weights() if m not in jaxzoo.list_models())
+    model = next(m for m in catalog.models_with_weights() if m not in jaxzoo.list_models())
     monkeypatch.setattr(hub, "download", lambda *a, **k: pytest.fail("downloaded"))
     with pytest.raises(ValueError, match=f"unknown model '{model}'.*Available models"):
         jaxzoo.pretrained(model)
@@ -284,7 +284,7 @@ def test_unregistered_model_fails_before_any_download(caches, monkeypatch):
 # ------------------------------------------------------------------ the table
 
 def test_table_matches_installed_torchvision():
-    assert table_from_torchvision() == weights_table.MODELS
+    assert table_from_torchvision() == catalog.MODELS
     from torchvision.models._meta import _IMAGENET_CATEGORIES
 
     assert jaxzoo.predict.imagenet_class_names() == list(_IMAGENET_CATEGORIES)
@@ -301,7 +301,7 @@ def test_table_matches_installed_torchvision():
     for model, name in [("googlenet", "IMAGENET1K_V1"), ("inception_v3", "IMAGENET1K_V1"),
                         ("vgg11", "IMAGENET1K_V1"), ("densenet121", "IMAGENET1K_V1"),
                         ("resnet50", "IMAGENET1K_V2"), ("vit_b_16", "IMAGENET1K_SWAG_E2E_V1")]:
-        entry = weights_table.MODELS[model]["weights"][name]
+        entry = catalog.MODELS[model]["weights"][name]
         assert builder_differences(model, name, entry) == [], (model, name)
     for spelling in ("ResNet50_Weights.IMAGENET1K_V1", "torchvision:imagenet1k_v1",
                      "IMAGENET1K_V1"):
@@ -312,7 +312,7 @@ def test_table_matches_installed_torchvision():
                                 convert.weights_entry("googlenet").model_kwargs(),
                                 convert.weights_entry("googlenet"))
     assert len(notes) == 1 and "transform_input=True" in notes[0]
-    wrong = copy.deepcopy(weights_table.MODELS["googlenet"]["weights"]["IMAGENET1K_V1"])
+    wrong = copy.deepcopy(catalog.MODELS["googlenet"]["weights"]["IMAGENET1K_V1"])
     wrong["torch_kwargs"]["transform_input"] = False
     assert any("transform_input" in d for d in builder_differences("googlenet", "IMAGENET1K_V1",
                                                                    wrong))
@@ -333,8 +333,8 @@ def test_weights_command_lists_the_table_with_cache_state(caches, capsys):
     assert main(["weights"]) == 0
     out = capsys.readouterr().out
     assert len([line for line in out.splitlines() if line.split()[:1] in
-                [[m] for m in weights_table.MODELS]]) == sum(
-        len(m["weights"]) for m in weights_table.MODELS.values())
+                [[m] for m in catalog.MODELS]]) == sum(
+        len(m["weights"]) for m in catalog.MODELS.values())
     assert any(line.startswith("resnet50 ") and "IMAGENET1K_V2" in line and line.endswith("file")
                for line in out.splitlines())
     assert "inception_v3        IMAGENET1K_V1 (DEFAULT)" in out and "342/299 bilinear" in out
@@ -488,11 +488,11 @@ def test_predict_cli_with_pretrained_weights_and_their_transform(resnet18_file, 
     checkpoints, _ = caches
     checkpoints.mkdir(parents=True)
     (checkpoints / "resnet18-f37072fd.pth").write_bytes(data)
-    info = copy.deepcopy(weights_table.MODELS["resnet18"])
+    info = copy.deepcopy(catalog.MODELS["resnet18"])
     # Another transform than evaluation's size / 0.875 bilinear (and small, to compile fast).
     info["weights"]["IMAGENET1K_V1"]["transform"].update(resize_size=80, crop_size=64,
                                                          interpolation="bicubic")
-    monkeypatch.setitem(weights_table.MODELS, "resnet18", info)
+    monkeypatch.setitem(catalog.MODELS, "resnet18", info)
     photo = tmp_path / "cat.png"
     Image.fromarray(skdata.chelsea()).save(photo)
 
@@ -517,7 +517,7 @@ def test_predict_cli_with_pretrained_weights_and_their_transform(resnet18_file, 
         out = capsys.readouterr().out
         assert jaxzoo.predict.imagenet_class_names()[best] in out, (argv, out)
     assert main(["predict", "--model", "resnet18", "--pretrained", "IMAGENET1K_V9",
-                 str(photo)]) == 2
+                 str(photo)]) == 1  # a user error; 2 is argparse's, for usage
     assert "has no weights named 'IMAGENET1K_V9'" in capsys.readouterr().err
 
 

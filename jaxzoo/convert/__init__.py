@@ -6,7 +6,7 @@ from jaxzoo.convert.loader import (Loaded, converted_dir, load, network_kwargs, 
 from jaxzoo.convert.torchvision import (LoadReport, adapt_input_conv, fit_variables, from_torch,
                                         load_state_dict, load_torch, new_head_value,
                                         num_classes_of, save_torch, to_torch, torch_key)
-from jaxzoo.convert.weights_table import WeightsEntry, list_weights, weights_entry
+from jaxzoo.convert.catalog import WeightsEntry, list_weights, weights_entry
 
 __all__ = ["LoadReport", "Loaded", "WeightsEntry", "WeightsHashMismatch", "WeightsUnavailable",
            "adapt_input_conv", "converted_dir", "fit_variables", "from_torch",

@@ -2,7 +2,7 @@
 published accuracy and the builder arguments torchvision uses for them.
 
 Generated from torchvision 0.29.1 by
-``python -m jaxzoo.convert._make_weights_table``; do not edit by hand
+``python -m jaxzoo.convert._make_catalog``; do not edit by hand
 (tests/test_pretrained.py compares it with the installed torchvision)."""
 TORCHVISION_VERSION = '0.29.1'
 

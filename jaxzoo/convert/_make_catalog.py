@@ -1,7 +1,7 @@
-"""Write ``jaxzoo/convert/_weights_table.py`` from the installed torchvision's weight enums.
+"""Write ``jaxzoo/convert/_catalog.py`` from the installed torchvision's weight enums.
 
-    python -m jaxzoo.convert._make_weights_table          # rewrite the table
-    python -m jaxzoo.convert._make_weights_table --check  # exit 1 if it differs from torchvision
+    python -m jaxzoo.convert._make_catalog          # rewrite the table
+    python -m jaxzoo.convert._make_catalog --check  # exit 1 if it differs from torchvision
 
 jaxzoo reads the generated table at run time and never imports torchvision for it. The tests
 compare the table with ``table_from_torchvision()`` and check ``builder_kwargs`` against what
@@ -15,9 +15,9 @@ import pprint
 import re
 import sys
 
-from jaxzoo.convert.weights_table import rewrite_keys
+from jaxzoo.convert.catalog import rewrite_keys
 
-TABLE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_weights_table.py")
+TABLE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_catalog.py")
 
 # torch.hub's rule for the hash prefix in a file name (torch.hub.HASH_REGEX).
 HASH_REGEX = re.compile(r"-([a-f0-9]*)\.")
@@ -202,7 +202,7 @@ def render(table: dict, version: str) -> str:
         '"""torchvision\'s classification weights: URL, file, classes, evaluation transform,\n'
         "published accuracy and the builder arguments torchvision uses for them.\n\n"
         "Generated from torchvision " + version + " by\n"
-        "``python -m jaxzoo.convert._make_weights_table``; do not edit by hand\n"
+        "``python -m jaxzoo.convert._make_catalog``; do not edit by hand\n"
         '(tests/test_pretrained.py compares it with the installed torchvision)."""\n'
         f"TORCHVISION_VERSION = {version!r}\n\n"
         f"MODELS = {pprint.pformat(table, width=100, sort_dicts=True)}\n")
@@ -223,7 +223,7 @@ def main(argv: list[str]) -> int:
             same = f.read() == text
         print("the table matches the installed torchvision" if same else
               f"{TABLE_PATH} differs from the installed torchvision: regenerate it with "
-              f"python -m jaxzoo.convert._make_weights_table")
+              f"python -m jaxzoo.convert._make_catalog")
         return 0 if same else 1
     with open(TABLE_PATH, "w") as f:
         f.write(text)

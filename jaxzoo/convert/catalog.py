@@ -1,11 +1,12 @@
-"""torchvision's pretrained classification weights, by model and name.
+"""The catalog of torchvision's pretrained classification weights, by model and name (a weights
+file is something else: a `.pth` in torch's cache, or a directory of `jaxzoo.weights`).
 
     entry = weights_entry("resnet50")                  # DEFAULT: IMAGENET1K_V2, as torchvision
     entry = weights_entry("resnet50", "IMAGENET1K_V1")
     entry.url, entry.file_name, entry.sha256_prefix, entry.transform.resize_size, entry.acc1
 
-The facts are data (``_weights_table.py``, generated from torchvision's weight enums by
-``_make_weights_table.py``); reading them imports neither torch nor torchvision.
+The facts are data (``_catalog.py``, generated from torchvision's weight enums by
+``_make_catalog.py``); reading them imports neither torch nor torchvision.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import re
 from typing import Any
 
 from jaxzoo import imagenet
-from jaxzoo.convert._weights_table import MODELS, TORCHVISION_VERSION
+from jaxzoo.convert._catalog import MODELS, TORCHVISION_VERSION
 
 PREFIX = "torchvision"  # config.init_from="torchvision" or "torchvision:IMAGENET1K_V2"
 

@@ -37,7 +37,7 @@ from jaxzoo import weights as weights_dir
 from jaxzoo.convert import hub
 from jaxzoo.convert.torchvision import (LoadReport, _head_num_classes, fit_variables,
                                         load_state_dict, torch_key)
-from jaxzoo.convert.weights_table import (MODELS, WeightsEntry, is_pretrained_spec, list_weights,
+from jaxzoo.convert.catalog import (MODELS, WeightsEntry, is_pretrained_spec, list_weights,
                                           parse_weights, weights_entry)
 from jaxzoo.models.layers import BUILD_FIELDS  # how it runs, not the weights' network
 from jaxzoo.models.registry import create_model, get_spec, init_variables

@@ -133,7 +133,7 @@ def torchvision_pretrained_model(name: str, weights: str = "DEFAULT", path: str 
     import torchvision
 
     from jaxzoo.convert import hub
-    from jaxzoo.convert.weights_table import rewrite_keys, weights_entry
+    from jaxzoo.convert.catalog import rewrite_keys, weights_entry
 
     entry = weights_entry(name, weights)
     path = path or hub.fetch(entry.url, entry.file_name)
@@ -157,7 +157,7 @@ def check_pretrained(name: str, weights: str = "DEFAULT", *, size: int | None = 
     builder for those weights, on the same inputs (default: ``batch`` random images at the
     weights' crop size, or ``size``)."""
     from jaxzoo.convert.loader import load
-    from jaxzoo.convert.weights_table import weights_entry
+    from jaxzoo.convert.catalog import weights_entry
 
     entry = weights_entry(name, weights)
     loaded = load(name, entry, **model_kwargs)

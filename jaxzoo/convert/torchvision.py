@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from jaxzoo.convert.weights_table import aux_modules_for, key_rewrites_for, rewrite_keys
+from jaxzoo.convert.catalog import aux_modules_for, key_rewrites_for, rewrite_keys
 from jaxzoo.models.registry import create_model, get_spec, init_variables, variable_shapes
 
 log = logging.getLogger(__name__)

@@ -50,7 +50,7 @@ def trainable_mask(model_name: str, params, trainable: str):
     if trainable == "all":
         return jax.tree.map(lambda _: True, params)  # any module, registered or not
     spec = get_spec(model_name)
-    aux = tuple(f"{m}." for m in convert.weights_table.aux_modules_for(model_name))
+    aux = tuple(f"{m}." for m in convert.catalog.aux_modules_for(model_name))
     flat = traverse_util.flatten_dict(params)
 
     def trained(path):
@@ -90,7 +90,7 @@ def initial_variables(config, model, num_classes: int, rng: jax.Array, source: s
     the key report is printed."""
     if not source:
         return init_variables(model, config.image_size, rng)
-    if not convert.weights_table.is_pretrained_spec(source) and not os.path.exists(
+    if not convert.catalog.is_pretrained_spec(source) and not os.path.exists(
             os.path.expanduser(source)):
         raise FileNotFoundError(
             f"config.init_from: {source} does not exist (expected a torchvision .pth file, a "

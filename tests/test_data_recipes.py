@@ -44,8 +44,8 @@ def test_policy_runs_after_the_flip_on_the_same_crops_drawn_per_example(tfds_dir
 
 @pytest.mark.parametrize("image_dtype", ["float32", "uint8"])
 def test_augmented_epochs_are_deterministic_and_resume_exactly(tfds_dir, image_dtype):
-    options = dict(data_dir=tfds_dir, image_dtype=image_dtype, auto_augment="augmix",
-                   random_erase=1.0, seed=5)
+    options = {"data_dir": tfds_dir, "image_dtype": image_dtype, "auto_augment": "augmix",
+               "random_erase": 1.0, "seed": 5}
     epoch = list(load(**options).train_batches(1))
     again = list(load(**options).train_batches(1))
     resumed = list(load(**options).train_batches(1, start_step=4))
@@ -104,6 +104,7 @@ def test_evaluation_crop_and_resize_and_training_interpolation(tfds_dir):
 
 def test_config_fields_reach_the_pipeline(tfds_dir):
     from jaxzoo.configs import default
+
     from jaxzoo.train import loop
 
     config = default.get_default_config("resnet18_cifar")
@@ -176,8 +177,8 @@ def _ids(batches):
 
 def test_repeated_augmentation_reads_the_samplers_lists_and_resumes(tmp_path):
     _id_folder(tmp_path, 300)
-    options = dict(dataset=f"folder:{tmp_path}", image_size=8, global_batch_size=16,
-                   image_dtype="uint8", augment=False, ra_reps=3, seed=1)
+    options = {"dataset": f"folder:{tmp_path}", "image_size": 8, "global_batch_size": 16,
+               "image_dtype": "uint8", "augment": False, "ra_reps": 3, "seed": 1}
     # One process checks the folder first: two simulated in this one process would each wait
     # for the other's half of the check (data/manifest.py); then both find every verdict.
     load(**options)
@@ -214,8 +215,8 @@ def test_repeated_augmentation_augments_each_copy_anew_and_resumes_bitwise(tmp_p
     for name in "ab":
         (tmp_path / "val" / name).mkdir(parents=True)
         Image.fromarray(photos.coffee()[:64, :64]).save(tmp_path / "val" / name / "0.png")
-    options = dict(dataset=f"folder:{tmp_path}", image_size=32, global_batch_size=16,
-                   image_dtype="uint8", auto_augment="ta_wide", ra_reps=4)
+    options = {"dataset": f"folder:{tmp_path}", "image_size": 32, "global_batch_size": 16,
+               "image_dtype": "uint8", "auto_augment": "ta_wide", "ra_reps": 4}
     data = load(**options)  # one process: the four copies come one after another
     epoch = list(data.train_batches(0))
     assert len(epoch) == 256 // 16

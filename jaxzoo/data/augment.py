@@ -24,7 +24,7 @@ a busy machine is that wide), 76 with ``augmix`` (0.4x: three chains of up to th
 float mix per image).
 """
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
@@ -363,7 +363,8 @@ class RandAugment:
         if not 0 <= magnitude < num_magnitude_bins:
             raise ValueError(f"RandAugment's magnitude={magnitude} must be a bin in "
                              f"[0, {num_magnitude_bins - 1}]")
-        self.num_ops, self.magnitude, self.num_magnitude_bins = num_ops, magnitude, num_magnitude_bins
+        self.num_ops, self.magnitude = num_ops, magnitude
+        self.num_magnitude_bins = num_magnitude_bins
         self.interpolation, self.fill = interpolation, fill
 
     def __call__(self, image: np.ndarray, rng) -> np.ndarray:
@@ -414,7 +415,8 @@ class AugMix:
             raise ValueError(f"AugMix's severity must be in [1, {self.PARAMETER_MAX}], got "
                              f"{severity}")
         self.severity, self.mixture_width, self.chain_depth = severity, mixture_width, chain_depth
-        self.alpha, self.all_ops, self.interpolation, self.fill = alpha, all_ops, interpolation, fill
+        self.alpha, self.all_ops = alpha, all_ops
+        self.interpolation, self.fill = interpolation, fill
 
     def __call__(self, image: np.ndarray, rng) -> np.ndarray:
         space = augmentation_space("augmix", self.PARAMETER_MAX, *image.shape[:2])
@@ -481,8 +483,8 @@ class RandomErasing:
         for _ in range(10):
             erase_area = area * float(rng.uniform(self.scale[0], self.scale[1]))
             aspect_ratio = float(np.exp(np.float32(rng.uniform(*self.log_ratio))))
-            h = int(round(math.sqrt(erase_area * aspect_ratio)))
-            w = int(round(math.sqrt(erase_area / aspect_ratio)))
+            h = round(math.sqrt(erase_area * aspect_ratio))  # Python's round: half to even
+            w = round(math.sqrt(erase_area / aspect_ratio))
             if not (h < height and w < width):
                 continue
             top = int(rng.integers(0, height - h + 1))

@@ -7,11 +7,13 @@
         ...
 
 Training images get torchvision's RandomResizedCrop and a horizontal flip, evaluation images its
-Resize(size / 0.875) + CenterCrop(size). The options of torchvision's reference scripts
-(``references/classification``) add an augmentation policy after the flip (AutoAugment,
-RandAugment, TrivialAugmentWide, AugMix: ``jaxzoo.data.augment``), random erasing after the
-normalization, evaluation's own resize and crop, and repeated augmentation (``ra_reps``). Images are RGB, or gray for one-channel models. All of
-it runs in TensorFlow ops on the host CPU, in parallel, ahead of the training step. Of a JPEG, training decodes only the crop's window.
+Resize(size / 0.875) + CenterCrop(size). Images are RGB, or gray for one-channel models. All of
+it runs on the host CPU, in parallel, ahead of the training step, in TensorFlow ops (the
+augmentation policies in numpy and PIL, inside the map). Of a JPEG, training decodes only the
+crop's window. The options of torchvision's reference scripts (``references/classification``)
+add an augmentation policy after the flip (AutoAugment, RandAugment, TrivialAugmentWide, AugMix:
+``jaxzoo.data.augment``), random erasing after the normalization, evaluation's own resize and
+crop, and repeated augmentation (``ra_reps``).
 
 The resampled images are rounded to uint8, as torchvision's PIL transforms produce them.
 ``image_dtype="uint8"`` yields them so: a quarter of the bytes to copy to the accelerator and no
@@ -145,7 +147,7 @@ def ra_positions(num_examples: int, repetitions: int, process_index: int,
     ``floor(num_examples // 256 * 256 / process_count)`` of its entries, as the sampler does."""
     num_samples = math.ceil(num_examples * repetitions / process_count)
     total_size = num_samples * process_count
-    num_selected = int(math.floor(num_examples // 256 * 256 / process_count))
+    num_selected = math.floor(num_examples // 256 * 256 / process_count)
     repeated = np.repeat(np.arange(num_examples), repetitions)
     repeated = np.concatenate([repeated, repeated[:total_size - len(repeated)]])
     return repeated[process_index:total_size:process_count][:num_selected]

@@ -94,15 +94,15 @@ def cmd_check(args) -> int:
     if args.pretrained and args.weights:
         raise ValueError("give --weights FILE or --pretrained [WEIGHTS], not both")
     if args.pretrained:
-        result = parity.check_pretrained(args.model, args.pretrained, size=args.size,
-                                         batch=args.batch, seed=args.seed)
+        result = parity.check_pretrained(args.model, args.pretrained, size=args.image_size,
+                                         batch=args.batch_size, seed=args.seed)
     else:
-        result = parity.check(args.model, args.weights, size=args.size, batch=args.batch,
-                              seed=args.seed)
+        result = parity.check(args.model, args.weights, size=args.image_size,
+                              batch=args.batch_size, seed=args.seed)
     source = (f"torchvision's {args.pretrained} weights" if args.pretrained else args.weights
               or "random weights, randomized BatchNorm statistics")
     print(f"{args.model} vs torchvision.models.{args.model} ({source}), "
-          f"{args.batch} inputs of {args.size or 'default'} px:")
+          f"{args.batch_size} inputs of {args.image_size or 'default'} px:")
     print(f"  max abs logit difference  {result.max_abs_diff:.3e}")
     print(f"  logit scale (max |torch|)  {result.logit_scale:.3e}")
     print(f"  relative difference        {result.relative_diff:.3e}  (tolerance 1e-4)")
@@ -119,12 +119,12 @@ def _check_training(args) -> int:
         raise ValueError("--train-steps starts from random weights with randomized BatchNorm "
                          "statistics; it takes no --weights or --pretrained")
     config = train_parity.load_config(args.model, args.config, args.set)
-    size = args.size or 64
+    size = args.image_size or 64
     print(f"{args.model}: {args.train_steps} training steps in jaxzoo and in PyTorch from the same "
-          f"random weights (randomized BatchNorm statistics), batches of {args.batch} random "
+          f"random weights (randomized BatchNorm statistics), batches of {args.batch_size} random "
           f"{size}-px images, {args.num_classes} classes, config "
           f"{args.config or args.model}{''.join(' --set ' + s for s in args.set)}:")
-    result = train_parity.run(args.model, config, steps=args.train_steps, batch=args.batch,
+    result = train_parity.run(args.model, config, steps=args.train_steps, batch=args.batch_size,
                               size=size, num_classes=args.num_classes,
                               steps_per_epoch=args.steps_per_epoch, seed=args.seed,
                               reference=args.reference)
@@ -268,8 +268,8 @@ def cmd_bench(args) -> int:
         return _bench_input(args)
 
     modes = [m for mode in args.mode for m in (["train", "infer"] if mode == "both" else [mode])]
-    rows = bench.run(args.models, modes, batch=args.batch, size=args.size or 128, dtype=args.dtype,
-                     threads=args.threads, repeats=args.repeats, steps=args.steps,
+    rows = bench.run(args.models, modes, batch=args.batch_size, size=args.image_size or 128,
+                     dtype=args.dtype, threads=args.threads, repeats=args.repeats, steps=args.steps,
                      compare=None if args.compare == "none" else args.compare,
                      torch_format=args.torch_format, out=args.out, cache_dir=args.cache_dir,
                      lowering=args.lowering, memory=args.memory, remat=args.remat)
@@ -280,7 +280,7 @@ def cmd_bench(args) -> int:
 def _bench_input(args) -> int:
     from jaxzoo import bench_input
 
-    rows = bench_input.run(args.input or None, size=args.size or 224, batch=args.batch,
+    rows = bench_input.run(args.input or None, size=args.image_size or 224, batch=args.batch_size,
                            threads=args.threads, repeats=args.repeats,
                            compare=None if args.compare == "none" else args.compare)
     table = bench_input.markdown(rows)
@@ -364,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("convert", help="torchvision .pth -> jaxzoo weights directory (orbax)")
-    p.add_argument("model")
+    p.add_argument("model", help="the jaxzoo model the weights belong to, e.g. resnet50")
     p.add_argument("weights", help="a torchvision state dict (.pth or .safetensors)")
     p.add_argument("--out", required=True, help="directory to create")
     p.add_argument("--num-classes", type=int, default=None,
@@ -374,21 +374,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("check", help="logits parity against torchvision")
-    p.add_argument("model")
+    p.add_argument("model", help="the model to check, e.g. resnet50")
     p.add_argument("--weights", default=None, help="a torchvision state dict; default: random")
     p.add_argument("--pretrained", nargs="?", const="DEFAULT", default=None, metavar="WEIGHTS",
                    help="torchvision's pretrained weights by name (DEFAULT, IMAGENET1K_V1, ...), "
                         "from torch's cache or downloaded; compared as torchvision builds them")
-    p.add_argument("--size", type=int, default=None, help="input side in pixels")
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", "--size", type=int, default=None,
+                   help="input side in pixels (default: the model's smallest convenient size)")
+    p.add_argument("--batch-size", "--batch", type=int, default=4,
+                   help="inputs per batch (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--train-steps", type=int, default=0, metavar="N",
                    help="training parity instead: N steps of the train step train.py runs beside "
-                        "the same training in PyTorch (--size default 64)")
+                        "the same training in PyTorch (--image-size default 64)")
     p.add_argument("--config", default=None, metavar="NAME",
                    help="with --train-steps: the training config, as train.py's --config "
-                        "(NAME[:PRESET] or a path; default configs/MODEL.py)")
+                        "(NAME[:PRESET] or a path; default: the model's)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="with --train-steps: override a config field (repeatable), e.g. "
                         "--set weight_decay=0.05 --set trainable=head")
@@ -413,10 +415,11 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="WEIGHTS", help="torchvision's pretrained weights of --model by "
                         "name (DEFAULT, IMAGENET1K_V1, ...), with their own eval transform")
     p.add_argument("--model", help="the model the --weights file belongs to, e.g. resnet50")
-    p.add_argument("--image-size", type=int, default=None,
+    p.add_argument("--image-size", "--size", type=int, default=None,
                    help="input side for --weights (default: the model's, e.g. 224)")
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--top-k", type=int, default=5, help="classes printed per image (default 5)")
+    p.add_argument("--batch-size", "--batch", type=int, default=32,
+                   help="images per forward pass (default 32)")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
     p.set_defaults(func=cmd_predict)
 
@@ -430,9 +433,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="the model of --pretrained, e.g. resnet50")
     p.add_argument("--dataset", default=None,
                    help="a dataset spec as in config.dataset (default: the one trained on)")
-    p.add_argument("--split", choices=["val", "train"], default="val")
+    p.add_argument("--split", choices=["val", "train"], default="val",
+                   help="the split to evaluate (default val)")
     p.add_argument("--data-dir", default=None, help="TFDS data dir (default: the config's)")
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--batch-size", "--batch", type=int, default=None,
+                   help="images per batch (default: the config's eval batch)")
     p.add_argument("--json", action="store_true", help="print the JSON summary")
     p.set_defaults(func=cmd_evaluate)
 
@@ -456,27 +461,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--platforms", default=None, metavar="LIST",
                    help="stablehlo and savedmodel: the platforms to lower for, comma-separated "
                         "from cpu, cuda, rocm, tpu (default: this host's)")
-    p.add_argument("--image-size", type=int, default=None,
+    p.add_argument("--image-size", "--size", type=int, default=None,
                    help="--weights/--pretrained: the input side (default: the weights' own)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("bench", help="images/s of jaxzoo beside torchvision, same threads and batch")
-    p.add_argument("--models", nargs="+", default=["resnet18", "resnet50", "resnext50_32x4d"])
+    p = sub.add_parser("bench",
+                       help="images/s of jaxzoo beside torchvision, same threads and batch")
+    p.add_argument("--models", nargs="+", default=["resnet18", "resnet50", "resnext50_32x4d"],
+                   help="the models to time (default resnet18 resnet50 resnext50_32x4d)")
     p.add_argument("--mode", nargs="+", choices=["train", "plain", "infer", "both"],
                    default=["train"],
                    help="one or more of: train (the trainer's step), plain (a user's own jitted "
                         "step on create_model(name)), infer (the predictor's forward), both "
                         "(train and infer)")
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--size", type=int, default=None,
+    p.add_argument("--batch-size", "--batch", type=int, default=16,
+                   help="images per step (default 16)")
+    p.add_argument("--image-size", "--size", type=int, default=None,
                    help="input side in pixels (default 128; 224 with --input)")
-    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-    p.add_argument("--compare", choices=["torch", "none"], default="torch")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                   help="compute dtype (torch: autocast for bfloat16)")
+    p.add_argument("--compare", choices=["torch", "none"], default="torch",
+                   help="time torchvision's model beside jaxzoo's (default) or not")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for both frameworks")
     p.add_argument("--repeats", type=int, default=5, help="interleaved repeats (median reported)")
     p.add_argument("--steps", type=int, default=3, help="timed calls per repeat")
     p.add_argument("--torch-format", choices=["channels_last", "contiguous"],
-                   default="channels_last")
+                   default="channels_last", help="torch's memory format (default channels_last, "
+                                                 "its faster one on CPUs)")
     p.add_argument("--out", default=None, help="markdown table path (CSV beside it)")
     p.add_argument("--cache-dir", default=None, help="JAX persistent compilation cache")
     p.add_argument("--remat", choices=["none", "blocks", "blocks_full"], default="none",

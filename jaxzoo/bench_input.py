@@ -223,17 +223,22 @@ def main(argv=None) -> int:
 
     keep_freed_memory()  # as ``python -m jaxzoo`` runs the benchmark
     parser = argparse.ArgumentParser(description="input pipelines: jaxzoo beside torchvision")
-    parser.add_argument("folder", nargs="?", default="")
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--compare", choices=["torch", "none"], default="torch")
+    parser.add_argument("folder", nargs="?", default="",
+                        help="FOLDER/{train,val}/CLASS/*.jpg (generated when omitted)")
+    parser.add_argument("--image-size", "--size", type=int, default=224,
+                        help="input side in pixels (default 224)")
+    parser.add_argument("--batch-size", "--batch", type=int, default=16,
+                        help="images per batch (default 16)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for both pipelines")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats (median)")
+    parser.add_argument("--compare", choices=["torch", "none"], default="torch",
+                        help="time torchvision's DataLoader beside jaxzoo's pipeline or not")
     parser.add_argument("--reference", action="store_true",
                         help="also jaxzoo's pipeline before: float32 batches, whole JPEGs decoded")
     args = parser.parse_args(argv)
-    rows = run(args.folder or None, size=args.size, batch=args.batch, threads=args.threads,
-               repeats=args.repeats, compare=None if args.compare == "none" else args.compare,
+    rows = run(args.folder or None, size=args.image_size, batch=args.batch_size,
+               threads=args.threads, repeats=args.repeats,
+               compare=None if args.compare == "none" else args.compare,
                reference=args.reference)
     print(markdown(rows), end="")
     return 0

@@ -6,7 +6,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
 
-import folder_startup  # noqa: E402
+import folder_startup
 
 
 @pytest.mark.slow

@@ -29,7 +29,7 @@ from PIL import Image, UnidentifiedImageError
 from jaxzoo.data import manifest
 from jaxzoo.data._tf import tf
 from jaxzoo.data.source import Source, Window, crop, decode_window
-from jaxzoo.walk import IMAGE_EXTENSIONS, Listing, walk
+from jaxzoo.walk import IMAGE_EXTENSIONS, Listing, walk  # noqa: F401  (re-exported)
 
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS  # 89.5 million, PIL's decompression-bomb warning
 _SPLIT_SEED = 0  # the class-folders-only split does not change with the training seed

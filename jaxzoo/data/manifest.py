@@ -26,8 +26,9 @@ import os
 import tempfile
 import time
 import warnings
+import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -116,7 +117,8 @@ def _load_manifest(path: Path, checker: str) -> tuple[list[str], dict[str, np.nd
             columns = {name: stored[name].astype(dtype) for name, dtype in _COLUMNS.items()}
     except FileNotFoundError:
         return empty
-    except Exception as err:  # a damaged manifest costs a full check, not the run
+    except (OSError, ValueError, KeyError, AttributeError, EOFError, zipfile.BadZipFile) as err:
+        # a damaged manifest costs a full check, not the run
         warnings.warn(f"ignoring the folder check's manifest {path} ({type(err).__name__}: "
                       f"{err}); every file is checked again", stacklevel=4)
         return empty

@@ -5,6 +5,7 @@ import functools
 import jax
 import ml_collections
 import numpy as np
+import pytest
 import torch
 
 from jaxzoo.train import ema
@@ -95,6 +96,7 @@ def test_params_and_batchnorm_statistics_follow_the_reference_over_epochs():
     assert max(np.abs(ours["batch_stats"][k] - v).max() for k, v in stats.items()) > 1e-4
 
 
+@pytest.mark.slow  # about 30 s: a model init and a checkpoint
 def test_a_workdir_with_an_average_gives_the_average_to_predict_and_export(tmp_path):
     """workdir.load_run (what predict, evaluate and export read) returns the checkpoint's EMA
     params and statistics when the run kept one, not the raw weights."""

@@ -284,6 +284,7 @@ def _parity(sets, steps=3, reference="none", **kwargs):
     return result, "\n".join(lines)
 
 
+@pytest.mark.slow  # about 50 s on 2 busy cores: a resnet18 train step compiles
 def test_parity_sgd_nesterov_exponential_mixing_and_ema():
     """SGD-Nesterov with norm weight decay 0, the exponential schedule (the lr changes every
     step), label smoothing, MixUp/CutMix on the same draws and the EMA updated every step: the

@@ -104,8 +104,8 @@ def test_a_workdir_with_an_average_gives_the_average_to_predict_and_export(tmp_p
     from train_helpers import tiny_config
 
     from jaxzoo import create_model
-    from jaxzoo.train import workdir
     from jaxzoo.models.registry import init_variables
+    from jaxzoo.train import workdir
     from jaxzoo.train.state import create_train_state
 
     config = tiny_config(model_ema=True)

@@ -161,11 +161,28 @@ def test_policies_with_torchs_draws_are_torchvisions(index):
     assert len(chosen) > 10  # the draws do change the images
 
 
-def test_augmix_with_torchs_draws_is_torchvisions_up_to_its_tensor_backend():
-    # torchvision's AugMix turns a PIL image into a tensor and runs its ops on the tensor
-    # backend, whose bilinear shears and rotations sample half a pixel differently from
-    # PIL's (measured: 99% of pixels within a grey level, 50% equal); the mixing weights,
-    # the chains and the truncation to uint8 are the same.
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+def test_geometric_ops_of_the_tensor_backend_are_torchvisions_on_tensors(interpolation):
+    # What torchvision's AugMix runs: its ops on tensors (affine_grid + grid_sample).
+    for image in _photos()[:2]:
+        tensor = F.pil_to_tensor(_pil(image))
+        for op in sorted(GEOMETRIC):
+            for magnitude in MAGNITUDES[op]:
+                for fill in (None, [255.0, 128.0, 0.0]):
+                    theirs = autoaugment._apply_op(
+                        tensor, op, magnitude, interpolation=InterpolationMode(interpolation),
+                        fill=fill).permute(1, 2, 0).numpy()
+                    ours = augment.apply_op(image, op, magnitude, interpolation=interpolation,
+                                            fill=fill, backend="tensor")
+                    assert_close(ours, theirs, op)
+                    assert np.abs(ours.astype(int) - theirs).max() <= 1
+
+
+def test_augmix_with_torchs_draws_is_torchvisions():
+    # torchvision's AugMix runs its ops on the tensor backend: the geometric ones are that
+    # backend's here too; its colour ops truncate where PIL's round (a grey level), which a
+    # later Solarize or Equalize can turn into more on a few pixels (measured: >= 99.3% of
+    # the pixels within a grey level over 40 draws).
     theirs = autoaugment.AugMix(severity=3, interpolation=InterpolationMode.BILINEAR)
     ours = augment.AugMix(severity=3, interpolation="bilinear")
     image = _photos()[0]
@@ -177,8 +194,7 @@ def test_augmix_with_torchs_draws_is_torchvisions_up_to_its_tensor_backend():
         got = ours(image, TorchDraws())
         assert torch.rand(1).item() == after_theirs
         difference = np.abs(got.astype(int) - expected)
-        assert (difference <= 1).mean() >= 0.98, (seed, (difference <= 1).mean())
-        assert np.abs(difference).mean() < 0.5
+        assert (difference <= 1).mean() >= 0.99, (seed, (difference <= 1).mean())
 
 
 def test_trivial_augment_draws_ops_and_bins_uniformly_from_a_numpy_generator(monkeypatch):

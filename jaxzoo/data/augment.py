@@ -95,17 +95,78 @@ def _affine(image: Image.Image, *, translate=(0, 0), shear=(0.0, 0.0), center=No
     return image.transform(image.size, Image.AFFINE, matrix, resample, fillcolor=fill)
 
 
+def _tensor_geometric(image: np.ndarray, op: str, magnitude: float, interpolation: str,
+                      fill) -> np.ndarray:
+    """A geometric op as torchvision's tensor backend computes it (``F_t.affine``/``rotate``):
+    its inverse matrix about the image's centre in float32, ``_gen_affine_grid``'s sampling grid
+    (pixel centres, align_corners=False), ``grid_sample`` with zero padding (nearest: round
+    half to even; bilinear: the four neighbours' weights), a fill blended by the sampled mask,
+    then rounded to uint8 (``_cast_squeeze_out``). AugMix runs its ops on this backend."""
+    height, width, channels = image.shape
+    if op == "Rotate":  # F.rotate on tensors: -angle, about the centre
+        matrix = _inverse_affine_matrix([0.0, 0.0], -magnitude, [0.0, 0.0], [0.0, 0.0])
+    elif op in ("ShearX", "ShearY"):  # center=[0, 0] given: the top-left corner
+        shear = math.degrees(math.atan(magnitude))
+        matrix = _inverse_affine_matrix([-width * 0.5, -height * 0.5], 0.0, [0.0, 0.0],
+                                        [shear, 0.0] if op == "ShearX" else [0.0, shear])
+    else:
+        shift = float(int(magnitude))
+        matrix = _inverse_affine_matrix([0.0, 0.0], 0.0, [shift, 0.0] if op == "TranslateX"
+                                        else [0.0, shift], [0.0, 0.0])
+    theta = np.asarray(matrix, np.float32).reshape(2, 3)
+    base = np.empty((height, width, 3), np.float32)
+    base[..., 0] = linspace(-width * 0.5 + 0.5, width * 0.5 + 0.5 - 1, width)[None, :]
+    base[..., 1] = linspace(-height * 0.5 + 0.5, height * 0.5 + 0.5 - 1, height)[:, None]
+    base[..., 2] = 1.0
+    grid = base @ (theta.T / np.asarray([0.5 * width, 0.5 * height], np.float32))
+    one, two = np.float32(1), np.float32(2)
+    x = ((grid[..., 0] + one) * np.float32(width) - one) / two  # grid_sample's unnormalize
+    y = ((grid[..., 1] + one) * np.float32(height) - one) / two
+    # The image and a mask of ones, sampled together (zeros outside the image).
+    source = np.concatenate([image.astype(np.float32),
+                             np.ones((height, width, 1), np.float32)], axis=-1)
+
+    def at(rows, cols):
+        inside = (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
+        return (source[np.clip(rows, 0, height - 1), np.clip(cols, 0, width - 1)]
+                * inside[..., None])
+
+    if interpolation == "nearest":
+        out = at(np.rint(y).astype(np.int64), np.rint(x).astype(np.int64))
+    elif interpolation == "bilinear":
+        left, top = np.floor(x), np.floor(y)
+        wx, wy = (x - left)[..., None], (y - top)[..., None]
+        left, top = left.astype(np.int64), top.astype(np.int64)
+        out = (at(top, left) * (1 - wy) * (1 - wx) + at(top, left + 1) * (1 - wy) * wx
+               + at(top + 1, left) * wy * (1 - wx) + at(top + 1, left + 1) * wy * wx)
+    else:
+        raise ValueError(f"torchvision's tensor backend resamples with nearest or bilinear, "
+                         f"not {interpolation!r}")
+    out, mask = out[..., :channels], out[..., channels:]
+    if fill is not None:
+        fill_value = np.broadcast_to(np.asarray(fill, np.float32), (channels,))
+        out = (np.where(mask < 0.5, fill_value, out) if interpolation == "nearest"
+               else out * mask + (1 - mask) * fill_value)
+    return np.round(out).astype(np.uint8)
+
+
 def apply_op(image: np.ndarray, op: str, magnitude: float, *, interpolation: str = "nearest",
-             fill: float | Sequence[float] | None = None) -> np.ndarray:
+             fill: float | Sequence[float] | None = None, backend: str = "pil") -> np.ndarray:
     """One op of torchvision's ``_apply_op`` on a uint8 (H, W, 3) or (H, W, 1) image, with the
     op names and magnitudes it takes: shears are the shear factor (torchvision shears by
     ``degrees(atan(magnitude))``, i.e. by that factor, about the top-left corner), translations
     in pixels (truncated to an int), rotations in degrees counter-clockwise, the four enhance
     ops ``1 + magnitude`` as their PIL factor, Posterize the bits kept, Solarize the threshold.
     ``interpolation`` resamples the geometric ops; ``fill`` is the value of the pixels they
-    uncover (0 by default)."""
+    uncover (0 by default). ``backend="tensor"``: the geometric ops as torchvision computes
+    them on tensors (what its AugMix runs), the others as on PIL images (within a grey level)."""
     imagenet.check_interpolation(interpolation)
+    if backend not in ("pil", "tensor"):
+        raise ValueError(f'backend must be "pil" or "tensor", got {backend!r}')
     channels = image.shape[-1] if image.ndim == 3 else 0
+    if backend == "tensor" and op in ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate"):
+        _to_pil(image)  # the same checks of the image
+        return _tensor_geometric(image, op, magnitude, interpolation, fill)
     pil = _to_pil(image)
     resample = INTERPOLATIONS[interpolation]
     fillcolor = _fill(fill, channels)
@@ -401,10 +462,11 @@ class AugMix:
     below ``severity`` of 10, mixed with Dirichlet weights, then with the original image by a
     Beta(alpha, alpha) weight.
 
-    torchvision mixes in float32 (its PIL path converts to a tensor) and truncates the mix to
-    uint8 (``.to(torch.uint8)``); so does this. Its ops there run on torchvision's tensor
-    backend, these on PIL: equal for the colour ops up to a grey level, for the geometric ones
-    up to the pixels the two backends round to another source pixel (the tests measure both)."""
+    torchvision's AugMix turns a PIL image into a tensor: its ops run on the tensor backend, its
+    mix in float32, truncated to uint8 (``.to(torch.uint8)``). So do these: the geometric ops
+    as the tensor backend samples (``apply_op(backend="tensor")``; PIL's bilinear shears and
+    rotations differ from it by a grey level on half the pixels), the colour ops on PIL (the
+    tensor backend truncates where PIL rounds: a grey level at most)."""
 
     PARAMETER_MAX = 10
 
@@ -436,7 +498,8 @@ class AugMix:
                 magnitude = (float(magnitudes[int(rng.integers(self.severity))])
                              if magnitudes is not None else 0.0)
                 aug = apply_op(aug, op, _signed(magnitude, signed, rng),
-                               interpolation=self.interpolation, fill=self.fill)
+                               interpolation=self.interpolation, fill=self.fill,
+                               backend="tensor")
             mix += weights[i] * aug.astype(np.float32)
         return mix.astype(np.uint8)  # truncation, as torch's float -> uint8 conversion
 

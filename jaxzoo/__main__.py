@@ -8,6 +8,9 @@ import sys
 
 from jaxzoo import environment
 
+# Each subcommand imports what it needs when it runs: `--help`, `list` or `weights` start without
+# TensorFlow or torch, and `bench` pins its CPUs before JAX starts its thread pool.
+
 environment.quiet_tensorflow()
 
 

@@ -31,8 +31,13 @@ import json
 import os
 from collections.abc import Sequence
 
+import jax.numpy as jnp
+
+from jaxzoo import imagenet
 from jaxzoo.convert.torchvision import num_classes_of, save_torch, to_torch
+from jaxzoo.models import create_model
 from jaxzoo.models.registry import get_spec, list_models
+from jaxzoo.predict import Predictor
 
 FORMATS = ("torch", "stablehlo", "savedmodel", "onnx")
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")  # jax.export's platform names
@@ -137,10 +142,6 @@ def serving_function(model, variables=None):
     """``serve(images) -> logits`` (or ``serve(variables, images)`` when ``variables`` is None):
     uint8 RGB NHWC in, normalized here as the trainer's uint8 path does
     (``imagenet.normalize``), float32 logits of the model in inference mode out."""
-    import jax.numpy as jnp
-
-    from jaxzoo import imagenet
-
     gray = model.in_channels == 1
 
     def serve_with(variables, images):
@@ -158,8 +159,6 @@ def serving_function(model, variables=None):
 
 def _serving_model(predictor, platforms: Sequence[str]):
     """The predictor's network rebuilt with the lowering for ``platforms``, and its variables."""
-    from jaxzoo.models import create_model
-
     model = create_model(predictor.model_name, num_classes=len(predictor.class_names),
                          lowering=lowering_for_platforms(platforms), **predictor.model_kwargs)
     return model, predictor.variables
@@ -267,8 +266,6 @@ def export_onnx(predictor, out: str) -> Exported:
     import torch
     import torchvision
 
-    from jaxzoo import imagenet
-
     builder, kwargs, constructor = _torchvision_counterpart(predictor, "onnx")
     state = to_torch(predictor.model_name, predictor.variables)
     network = getattr(torchvision.models, builder)(weights=None, **kwargs)
@@ -321,8 +318,6 @@ def export_workdir(workdir: str, out: str, step: int | None = None) -> tuple[str
     """Write the best checkpoint of ``workdir`` (or ``step``) as a ``.pth`` state dict of its
     torchvision counterpart, and its class names beside it (``class_names_path``); returns
     ``(path, constructor)``, the torchvision call that builds the model the file loads into."""
-    from jaxzoo.predict import Predictor
-
     exported = export_torch(Predictor.from_workdir(workdir, step), out)
     return exported.path, exported.constructor
 

@@ -26,6 +26,7 @@ from flax import nnx
 from flax.nnx.bridge.variables import linen_vars_to_nnx_attrs
 
 from jaxzoo import models
+from jaxzoo.convert.loader import pretrained as load_pretrained
 from jaxzoo.models.registry import dummy_input
 
 __all__ = ["ZooModule", "create_model", "from_linen", "pretrained", "to_linen_variables"]
@@ -84,8 +85,6 @@ def pretrained(name: str, weights: str | None = "DEFAULT", *, rngs: nnx.Rngs | i
                num_classes: int | None = None, **kwargs: Any) -> ZooModule:
     """``jaxzoo.pretrained(name, weights, num_classes, **kwargs)`` (torchvision's weights by
     name, from torch's cache or downloaded) as an NNX module."""
-    from jaxzoo.convert.loader import pretrained as load_pretrained
-
     model, variables = load_pretrained(name, weights, num_classes, **kwargs)
     return from_linen(model, variables, rngs=rngs)
 

@@ -13,6 +13,9 @@ import jax
 import numpy as np
 
 from jaxzoo import imagenet
+from jaxzoo.convert import hub
+from jaxzoo.convert.catalog import rewrite_keys, weights_entry
+from jaxzoo.convert.loader import load
 from jaxzoo.convert.torchvision import from_torch, load_state_dict, num_classes_of
 from jaxzoo.models.registry import create_model, get_spec
 
@@ -132,9 +135,6 @@ def torchvision_pretrained_model(name: str, weights: str = "DEFAULT", path: str 
     import torch
     import torchvision
 
-    from jaxzoo.convert import hub
-    from jaxzoo.convert.catalog import rewrite_keys, weights_entry
-
     entry = weights_entry(name, weights)
     path = path or hub.fetch(entry.url, entry.file_name)
     model = torchvision.models.get_model(name, weights=None, num_classes=entry.num_classes,
@@ -156,9 +156,6 @@ def check_pretrained(name: str, weights: str = "DEFAULT", *, size: int | None = 
     """``jaxzoo.pretrained(name, weights)`` against torchvision loading the same file with its
     builder for those weights, on the same inputs (default: ``batch`` random images at the
     weights' crop size, or ``size``)."""
-    from jaxzoo.convert.loader import load
-    from jaxzoo.convert.catalog import weights_entry
-
     entry = weights_entry(name, weights)
     loaded = load(name, entry, **model_kwargs)
     torch_model = torchvision_pretrained_model(name, weights, aux_logits=loaded.model_kwargs.get(

@@ -38,6 +38,9 @@ import optax
 from flax import linen as nn
 from flax import traverse_util
 
+from jaxzoo.models import layers
+from jaxzoo.models.registry import variable_shapes
+
 OPTIMIZERS = ("adam", "adamw", "sgd", "sgd_nesterov", "rmsprop")
 LR_SCHEDULES = ("cosine", "step", "exponential", "constant")
 WARMUP_METHODS = ("linear", "constant")
@@ -110,9 +113,6 @@ def norm_parameters(model: nn.Module, size: int) -> dict:
     torchvision's ``set_weight_decay`` definition (its ``norm_classes``: BatchNorm, LayerNorm,
     GroupNorm, InstanceNorm), found by tracing ``model.init`` abstractly and noting which modules
     are norm layers; a layer scale or a conv bias is not a norm parameter."""
-    from jaxzoo.models import layers
-    from jaxzoo.models.registry import variable_shapes
-
     norm_classes = (layers.BatchNorm, nn.BatchNorm, nn.LayerNorm, nn.GroupNorm,
                     nn.InstanceNorm)
     norm_paths = set()

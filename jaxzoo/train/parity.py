@@ -60,8 +60,11 @@ import numpy as np
 
 from jaxzoo.convert.parity import randomize_, torchvision_model
 from jaxzoo.convert.torchvision import from_torch, to_torch
+from jaxzoo.models.registry import create_model, get_spec
+from jaxzoo.train import configs, mixing
 from jaxzoo.train import ema as ema_lib
-from jaxzoo.train import mixing
+from jaxzoo.train.recipe import build_training
+from jaxzoo.train.step import make_mesh, shard_batch
 
 LOSS_TOLERANCE = 1e-4      # per step, relative to torch's loss
 STATS_TOLERANCE = 1e-3     # per running-statistic tensor, relative to its largest magnitude
@@ -476,9 +479,6 @@ def run(name: str, config, *, steps: int = 10, batch: int = 8, size: int = 64,
     the PyTorch side (default ``TorchTrainer``; a subclass tries another mapping)."""
     import torch
 
-    from jaxzoo.models.registry import create_model, get_spec
-    from jaxzoo.train.recipe import build_training
-    from jaxzoo.train.step import make_mesh, shard_batch
 
     start = time.perf_counter()
     if reference not in ("auto", "float64", "none"):
@@ -640,6 +640,4 @@ def load_config(model: str, name: str | None = None, overrides=()):
     """The config ``train.py --config=NAME[:PRESET]`` trains with (by default the model's own),
     then ``KEY=VALUE`` overrides (``learning_rate=1e-3``, ``model_kwargs.width_mult=0.5``), parsed
     and checked as ``--config.KEY=VALUE`` is (``jaxzoo.train.configs``)."""
-    from jaxzoo.train import configs
-
     return configs.apply_overrides(configs.load_config(name or model), overrides, flag="--set ")

@@ -122,14 +122,17 @@ def _tensor_geometric(image: np.ndarray, op: str, magnitude: float, interpolatio
     one, two = np.float32(1), np.float32(2)
     x = ((grid[..., 0] + one) * np.float32(width) - one) / two  # grid_sample's unnormalize
     y = ((grid[..., 1] + one) * np.float32(height) - one) / two
-    # The image and a mask of ones, sampled together (zeros outside the image).
-    source = np.concatenate([image.astype(np.float32),
-                             np.ones((height, width, 1), np.float32)], axis=-1)
+    # The image (and, to blend a fill, a mask of ones) inside a border of zeros: a sample
+    # outside the image reads the border (grid_sample's zero padding).
+    layers = [image.astype(np.float32)]
+    if fill is not None:
+        layers.append(np.ones((height, width, 1), np.float32))
+    source = np.pad(np.concatenate(layers, axis=-1), ((1, 1), (1, 1), (0, 0)))
+    source = source.reshape((height + 2) * (width + 2), -1)
 
     def at(rows, cols):
-        inside = (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
-        return (source[np.clip(rows, 0, height - 1), np.clip(cols, 0, width - 1)]
-                * inside[..., None])
+        rows, cols = np.clip(rows, -1, height) + 1, np.clip(cols, -1, width) + 1
+        return np.take(source, rows * (width + 2) + cols, axis=0)
 
     if interpolation == "nearest":
         out = at(np.rint(y).astype(np.int64), np.rint(x).astype(np.int64))
@@ -142,7 +145,7 @@ def _tensor_geometric(image: np.ndarray, op: str, magnitude: float, interpolatio
     else:
         raise ValueError(f"torchvision's tensor backend resamples with nearest or bilinear, "
                          f"not {interpolation!r}")
-    out, mask = out[..., :channels], out[..., channels:]
+    out, mask = out[..., :channels], out[..., channels:]  # mask: empty without a fill
     if fill is not None:
         fill_value = np.broadcast_to(np.asarray(fill, np.float32), (channels,))
         out = (np.where(mask < 0.5, fill_value, out) if interpolation == "nearest"

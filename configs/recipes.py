@@ -91,6 +91,27 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+# The reference script's flag for each config field a recipe sets.
+REFERENCE_FLAGS = {
+    "dataset": "--data-path", "image_size": "--train-crop-size",
+    "batch_size": "--batch-size x GPUs", "num_epochs": "--epochs", "optimizer": "--opt",
+    "learning_rate": "--lr", "momentum": "--momentum", "weight_decay": "--weight-decay",
+    "norm_weight_decay": "--norm-weight-decay", "bias_weight_decay": "--bias-weight-decay",
+    "label_smoothing": "--label-smoothing", "mixup_alpha": "--mixup-alpha",
+    "cutmix_alpha": "--cutmix-alpha", "lr_schedule": "--lr-scheduler",
+    "lr_step_size": "--lr-step-size", "lr_gamma": "--lr-gamma", "lr_min": "--lr-min",
+    "warmup_epochs": "--lr-warmup-epochs", "warmup_method": "--lr-warmup-method",
+    "warmup_decay": "--lr-warmup-decay", "auto_augment": "--auto-augment",
+    "ra_magnitude": "--ra-magnitude", "augmix_severity": "--augmix-severity",
+    "random_erase": "--random-erase", "model_ema": "--model-ema",
+    "model_ema_steps": "--model-ema-steps", "model_ema_decay": "--model-ema-decay",
+    "interpolation": "--interpolation", "val_resize_size": "--val-resize-size",
+    "val_crop_size": "--val-crop-size", "ra_reps": "--ra-sampler --ra-reps",
+    "grad_clip_norm": "--clip-grad-norm",
+}
+_COMPUTED = ("dataset", "batch_size", "optimizer", "lr_schedule", "warmup_epochs", "ra_reps")
+
+
 def fields_from_command(command: str, nodes: int = 1) -> dict:
     """The config fields of a reference command (``torchrun --nproc_per_node=8 train.py ...``)
     over ``REFERENCE_DEFAULTS``; ``nodes`` multiplies the GPUs of ``--nproc_per_node``."""
@@ -101,18 +122,9 @@ def fields_from_command(command: str, nodes: int = 1) -> dict:
         raise ValueError(f"flags the recipes do not know: {' '.join(unknown)}")
     fields = dict(REFERENCE_DEFAULTS)
     gpus = (args.nproc_per_node or 1) * nodes
-    simple = {"epochs": "num_epochs", "lr": "learning_rate", "momentum": "momentum",
-              "weight_decay": "weight_decay", "norm_weight_decay": "norm_weight_decay",
-              "bias_weight_decay": "bias_weight_decay", "label_smoothing": "label_smoothing",
-              "mixup_alpha": "mixup_alpha", "cutmix_alpha": "cutmix_alpha",
-              "lr_warmup_method": "warmup_method", "lr_warmup_decay": "warmup_decay",
-              "lr_step_size": "lr_step_size", "lr_gamma": "lr_gamma", "lr_min": "lr_min",
-              "auto_augment": "auto_augment", "ra_magnitude": "ra_magnitude",
-              "augmix_severity": "augmix_severity", "random_erase": "random_erase",
-              "model_ema": "model_ema", "model_ema_steps": "model_ema_steps",
-              "model_ema_decay": "model_ema_decay", "interpolation": "interpolation",
-              "val_resize_size": "val_resize_size", "val_crop_size": "val_crop_size",
-              "train_crop_size": "image_size", "clip_grad_norm": "grad_clip_norm"}
+    # The flags whose value is the field's as parsed (the others are computed below).
+    simple = {flag.split()[-1].lstrip("-").replace("-", "_"): field
+              for field, flag in REFERENCE_FLAGS.items() if field not in _COMPUTED}
     for flag, field in simple.items():
         value = getattr(args, flag)
         if value is not None:

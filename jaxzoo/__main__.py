@@ -294,26 +294,6 @@ def _bench_input(args) -> int:
     return 0
 
 
-# The reference script's flag for each recipe field (jaxzoo.configs.recipes).
-_RECIPE_FLAGS = {
-    "dataset": "--data-path", "image_size": "--train-crop-size",
-    "batch_size": "--batch-size x GPUs", "num_epochs": "--epochs", "optimizer": "--opt",
-    "learning_rate": "--lr", "momentum": "--momentum", "weight_decay": "--weight-decay",
-    "norm_weight_decay": "--norm-weight-decay", "bias_weight_decay": "--bias-weight-decay",
-    "label_smoothing": "--label-smoothing", "mixup_alpha": "--mixup-alpha",
-    "cutmix_alpha": "--cutmix-alpha", "lr_schedule": "--lr-scheduler",
-    "lr_step_size": "--lr-step-size", "lr_gamma": "--lr-gamma", "lr_min": "--lr-min",
-    "warmup_epochs": "--lr-warmup-epochs", "warmup_method": "--lr-warmup-method",
-    "warmup_decay": "--lr-warmup-decay", "auto_augment": "--auto-augment",
-    "ra_magnitude": "--ra-magnitude", "augmix_severity": "--augmix-severity",
-    "random_erase": "--random-erase", "model_ema": "--model-ema",
-    "model_ema_steps": "--model-ema-steps", "model_ema_decay": "--model-ema-decay",
-    "interpolation": "--interpolation", "val_resize_size": "--val-resize-size",
-    "val_crop_size": "--val-crop-size", "ra_reps": "--ra-sampler --ra-reps",
-    "grad_clip_norm": "--clip-grad-norm",
-}
-
-
 def cmd_recipe(args) -> int:
     """The reference command beside the config fields of the preset, and the published
     accuracy; without WEIGHTS, the model's recipes (without MODEL, all of them)."""
@@ -348,7 +328,7 @@ def cmd_recipe(args) -> int:
     width = max(len(k) for k in recipe.fields)
     print(f"  {'config field':<{width}}  {'value':<14}  reference flag")
     for field, value in recipe.fields.items():
-        print(f"  {field:<{width}}  {value!s:<14}  {_RECIPE_FLAGS.get(field, '')}")
+        print(f"  {field:<{width}}  {value!s:<14}  {recipes.REFERENCE_FLAGS.get(field, '')}")
     return 0
 
 

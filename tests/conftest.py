@@ -129,3 +129,23 @@ def torch_state_shapes(variables, dotted_indices: bool = True) -> dict[str, tupl
         if collection == "batch_stats" and path[-1] == "var":
             out[key[: -len("running_var")] + "num_batches_tracked"] = ()
     return out
+
+
+def fake_pretrained_file(tmp_path, monkeypatch, model: str, weights: str = "DEFAULT",
+                         seed: int = 0) -> dict:
+    """torchvision's ``weights`` of ``model`` faked offline: a randomized torchvision model saved
+    in a fresh torch cache ($TORCH_HOME, under the catalog's file name), converted into a fresh
+    jaxzoo cache. Returns the state dict that was saved."""
+    import torch
+
+    from jaxzoo.convert import parity, weights_entry
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("JAXZOO_WEIGHTS_CACHE", str(tmp_path / "converted"))
+    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch_model = parity.torchvision_model(model)
+    parity.randomize_(torch_model, seed=seed)
+    state = torch_model.state_dict()
+    torch.save(state, checkpoints / weights_entry(model, weights).file_name)
+    return state

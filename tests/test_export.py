@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import pytest
 import torch
-from conftest import _load_photos, assert_parity
+from conftest import _load_photos, assert_parity, fake_pretrained_file
 from PIL import Image
 
 from jaxzoo import export
@@ -219,16 +219,7 @@ def test_pretrained_by_name_exports_torchvisions_file_back(tmp_path, monkeypatch
     """--pretrained NAME:WEIGHTS reads torchvision's weights (faked offline: a randomized
     resnet18 in torch's cache under the catalog's file name) and the torch format writes them
     back unchanged, with the weights' own eval transform printed."""
-    from jaxzoo.convert import weights_entry
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("JAXZOO_WEIGHTS_CACHE", str(tmp_path / "converted"))
-    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
-    checkpoints.mkdir(parents=True)
-    torch_model = parity.torchvision_model("resnet18")
-    parity.randomize_(torch_model, seed=2)
-    state = torch_model.state_dict()
-    torch.save(state, checkpoints / weights_entry("resnet18", "IMAGENET1K_V1").file_name)
+    state = fake_pretrained_file(tmp_path, monkeypatch, "resnet18", "IMAGENET1K_V1", seed=2)
 
     out = tmp_path / "out" / "resnet18.pth"
     assert main(["export", "--pretrained", "resnet18:IMAGENET1K_V1", "--out", str(out)]) == 0

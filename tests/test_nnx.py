@@ -4,15 +4,13 @@ BatchNorm statistics as the linen trainer's step (jaxzoo.train.step.make_train_s
 import jax
 import numpy as np
 import optax
-import torch
-from conftest import _load_photos
+from conftest import _load_photos, fake_pretrained_file
 from flax import nnx
 from PIL import Image
 
 import jaxzoo
 import jaxzoo.nnx
 from jaxzoo import imagenet
-from jaxzoo.convert import parity, weights_entry
 from jaxzoo.train.state import TrainState
 from jaxzoo.train.step import (
     AXIS,
@@ -35,13 +33,7 @@ def uint8_images(size: int, count: int, seed: int = 0) -> np.ndarray:
 def test_pretrained_gives_the_linen_models_logits(tmp_path, monkeypatch):
     """torchvision's resnet18 DEFAULT weights, faked offline: a randomized torchvision resnet18
     saved in torch's cache under the file name the catalog expects."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("JAXZOO_WEIGHTS_CACHE", str(tmp_path / "converted"))
-    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
-    checkpoints.mkdir(parents=True)
-    torch_model = parity.torchvision_model("resnet18")
-    parity.randomize_(torch_model, seed=1)
-    torch.save(torch_model.state_dict(), checkpoints / weights_entry("resnet18").file_name)
+    fake_pretrained_file(tmp_path, monkeypatch, "resnet18", seed=1)
 
     module = jaxzoo.nnx.pretrained("resnet18")
     linen_model, variables = jaxzoo.pretrained("resnet18")

@@ -94,8 +94,6 @@ def cmd_check(args) -> int:
     torch.set_num_threads(args.threads)
     if args.train_steps:
         return _check_training(args)
-    if args.pretrained and args.weights:
-        raise ValueError("give --weights FILE or --pretrained [WEIGHTS], not both")
     if args.pretrained:
         result = parity.check_pretrained(args.model, args.pretrained, size=args.image_size,
                                          batch=args.batch_size, seed=args.seed)
@@ -358,10 +356,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="logits parity against torchvision")
     p.add_argument("model", help="the model to check, e.g. resnet50")
-    p.add_argument("--weights", default=None, help="a torchvision state dict; default: random")
-    p.add_argument("--pretrained", nargs="?", const="DEFAULT", default=None, metavar="WEIGHTS",
-                   help="torchvision's pretrained weights by name (DEFAULT, IMAGENET1K_V1, ...), "
-                        "from torch's cache or downloaded; compared as torchvision builds them")
+    weights = p.add_mutually_exclusive_group()  # both at once: a usage error (exit 2)
+    weights.add_argument("--weights", default=None,
+                         help="a torchvision state dict; default: random")
+    weights.add_argument("--pretrained", nargs="?", const="DEFAULT", default=None,
+                         metavar="WEIGHTS",
+                         help="torchvision's pretrained weights by name (DEFAULT, IMAGENET1K_V1, "
+                              "...), from torch's cache or downloaded; compared as torchvision "
+                              "builds them")
     p.add_argument("--image-size", "--size", type=int, default=None,
                    help="input side in pixels (default: the model's smallest convenient size)")
     p.add_argument("--batch-size", "--batch", type=int, default=4,

@@ -529,9 +529,11 @@ def test_check_cli_with_pretrained(resnet18_file, caches, capsys):
     assert main(["check", "resnet18", "--pretrained", "--size", "64", "--batch", "2"]) == 0
     out = capsys.readouterr().out
     assert "torchvision's DEFAULT weights" in out and out.strip().endswith("PASS")
-    assert main(["check", "resnet18", "--pretrained", "--weights", "x.pth"]) == 2
-    assert "not both" in capsys.readouterr().err
-    assert main(["evaluate", "--model", "resnet18", "--pretrained"]) == 2
+    with pytest.raises(SystemExit) as both:  # argparse: the two are mutually exclusive
+        main(["check", "resnet18", "--pretrained", "--weights", "x.pth"])
+    assert both.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+    assert main(["evaluate", "--model", "resnet18", "--pretrained"]) == 1  # a user error
     assert "say which dataset" in capsys.readouterr().err
 
 

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import re
 
 import jax
 import orbax.checkpoint as ocp
@@ -128,6 +129,10 @@ def failure(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     text = lines[0] if lines else ""
     text = text if len(text) <= 400 else text[:397] + "..."
+    # tensorstore names the file it could not read ('local file "..."'), maybe past the cut.
+    files = re.findall(r'local file "([^"]+)"', str(error))
+    if files and files[-1] not in text:
+        text += f" (file {files[-1]})"
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 

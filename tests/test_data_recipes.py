@@ -5,21 +5,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_data import SHAPES, load, tfds_dir  # noqa: F401  (tfds_dir: a fixture)
 
-from jaxzoo.data import augment, get_datasets, pipeline
-
-SHAPES = "shapes/tiny"  # 240 train / 90 validation images of 32 px
-
-
-@pytest.fixture(scope="module")
-def tfds_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("tfds"))
-
-
-def load(dataset=SHAPES, **kwargs):
-    kwargs = {"image_size": 32, "global_batch_size": 32, "process_index": 0, "process_count": 1,
-              **kwargs}
-    return get_datasets(dataset, **kwargs)
+from jaxzoo.data import augment, pipeline
 
 
 # --------------------------------------------------------------------------- policies, erasing
